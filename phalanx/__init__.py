@@ -1,0 +1,66 @@
+"""phalanx: an Erlang/OTP-grade supervised actor runtime for Python, built on pykka.
+
+The names in ``__all__`` are the public embedding API (DESIGN section 9).
+"""
+
+from phalanx.errors import (
+    ActorDead,
+    AlreadyStarted,
+    AskTimeout,
+    CircuitOpen,
+    CodecError,
+    ConfigError,
+    DeadLetterError,
+    DeliveryError,
+    MailboxFull,
+    PhalanxError,
+    StorageError,
+    UnknownMessage,
+)
+from phalanx.protocols import Message
+from phalanx.runtime import (
+    Actor,
+    ActorSystem,
+    Envelope,
+    Event,
+    Mailbox,
+    Ref,
+    Timer,
+    current_trace,
+    trace_scope,
+)
+from phalanx.storage import DeadLetter
+from phalanx.supervision import Breaker, ChildSpec, Directive, Retry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorDead",
+    "Actor",
+    "ActorSystem",
+    "AlreadyStarted",
+    "AskTimeout",
+    "Breaker",
+    "ChildSpec",
+    "CircuitOpen",
+    "CodecError",
+    "ConfigError",
+    "DeadLetter",
+    "DeadLetterError",
+    "DeliveryError",
+    "Directive",
+    "Envelope",
+    "Event",
+    "Mailbox",
+    "MailboxFull",
+    "Message",
+    "PhalanxError",
+    "Ref",
+    "Retry",
+    "StorageError",
+    "Timer",
+    "UnknownMessage",
+    "__version__",
+    "current_trace",
+    "trace_scope",
+]

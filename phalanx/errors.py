@@ -1,0 +1,88 @@
+"""The phalanx exception tree, typed by how callers react.
+
+One shallow tree. Library errors (``lmdb.*``, ``msgpack.*``, ``ccxt.*``) are
+translated at the boundary into one of these, so callers never need to import
+a third-party exception type to handle a phalanx failure.
+
+- :class:`DeliveryError` and its subclasses: the message did not reach a
+  handler. The caller may retry later, or look for it in the dead-letter
+  store (every one of these cases also produces a dead letter).
+- :class:`CodecError`: bytes or objects that cannot be (de)serialised. Not
+  retryable; the input is wrong.
+- :class:`StorageError`: LMDB failed in a way growth and retry did not fix.
+- :class:`ConfigError`: bad configuration or bad CLI arguments (exit code 2).
+- :class:`DeadLetterError`: a dead-letter operation on a record that is
+  missing or in the wrong state.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorDead",
+    "AlreadyStarted",
+    "AskTimeout",
+    "CircuitOpen",
+    "CodecError",
+    "ConfigError",
+    "DeadLetterError",
+    "DeliveryError",
+    "MailboxFull",
+    "PhalanxError",
+    "StorageError",
+    "UnknownMessage",
+]
+
+
+class PhalanxError(Exception):
+    """Base class of every error phalanx raises on purpose."""
+
+
+class DeliveryError(PhalanxError):
+    """A message could not be delivered to, or answered by, its target."""
+
+
+class MailboxFull(DeliveryError):
+    """The target's bounded mailbox overflowed; the message was dead-lettered."""
+
+
+class CircuitOpen(DeliveryError):
+    """The target's circuit breaker is open; the call failed fast."""
+
+
+class ActorDead(DeliveryError):
+    """No live actor is at the path, or it stopped before answering."""
+
+
+class AskTimeout(DeliveryError, TimeoutError):
+    """An ``ask`` got no reply within its timeout.
+
+    The message may still be handled later: the outcome is unknown, not failed.
+    """
+
+
+class CodecError(PhalanxError, ValueError):
+    """A value cannot be encoded, or bytes cannot be decoded."""
+
+
+class StorageError(PhalanxError):
+    """The LMDB store failed, after map growth and retry were tried."""
+
+
+class ConfigError(PhalanxError, ValueError):
+    """Bad configuration or bad command-line input."""
+
+
+class DeadLetterError(PhalanxError, LookupError):
+    """A dead-letter record is missing, or not in a state that allows the operation."""
+
+
+class AlreadyStarted(PhalanxError):
+    """A live actor or child already holds that path or id."""
+
+
+class UnknownMessage(PhalanxError, TypeError):
+    """An actor received a message type it does not handle.
+
+    Classified as a permanent error: the actor keeps running, an asker gets
+    this error, and a told message is dead-lettered with ``validation_failed``.
+    """

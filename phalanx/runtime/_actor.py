@@ -1,0 +1,197 @@
+"""The :class:`Actor` base class and the actor core loop.
+
+An :class:`Actor` is a pykka ``ThreadingActor`` whose inbox is owned by its
+address (an ``ActorCell``), not by the instance. pykka's ``ActorRef``, ``ask``,
+``tell``, ``stop`` and proxies keep working: they feed the same bounded inbox.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pykka
+from pykka import messages as pykka_messages
+
+from phalanx.errors import UnknownMessage
+from phalanx.runtime import _context
+from phalanx.runtime._envelope import Envelope
+from phalanx.runtime._mailbox import Control
+
+if TYPE_CHECKING:
+    from phalanx.runtime._cell import ActorCell
+    from phalanx.runtime._ref import Ref
+    from phalanx.runtime._system import ActorSystem
+    from phalanx.runtime._timers import Timer
+
+__all__ = ["Actor", "ExitReason"]
+
+# The cell being given a new incarnation on this thread (set around the factory call).
+_constructing = threading.local()
+
+
+class ExitReason:
+    """Why an incarnation ended (the OTP exit-reason vocabulary)."""
+
+    NORMAL = "normal"  # self.stop() or pykka ActorRef.stop()
+    SHUTDOWN = "shutdown"  # stopped by the system or a supervisor
+    KILLED = "killed"  # system.kill(): abrupt, treated as a crash
+    CRASHED = "crashed"  # a handler raised and the directive was not resume
+    START_FAILED = "start_failed"  # the factory, on_start or post_restart raised
+
+
+class Actor(pykka.ThreadingActor):
+    """Base class of phalanx actors.
+
+    Override :meth:`on_receive` (and optionally ``on_start``, ``on_stop``,
+    :meth:`pre_restart`, :meth:`post_restart`, :meth:`introspect`). Actors are
+    created by :meth:`ActorSystem.spawn` or a ``ChildSpec``, never with
+    ``Actor.start()``: a phalanx actor needs an address.
+    """
+
+    # Actor threads are not daemons: shutdown is orderly and joins them.
+    use_daemon_thread: ClassVar[bool] = False
+
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        cell: ActorCell | None = getattr(_constructing, "cell", None)
+        if cell is None:
+            raise RuntimeError(
+                f"{type(self).__name__} must be started by ActorSystem.spawn() or a "
+                "ChildSpec, not instantiated or started directly"
+            )
+        self._cell: ActorCell = cell
+        self._envelope: Envelope | None = None
+        super().__init__()
+
+    def _create_actor_inbox(self) -> Any:  # type: ignore[override]
+        # pykka calls this from Actor.__init__; the cell owns the real inbox.
+        return self._cell.pykka_inbox
+
+    # --- public surface for subclasses -------------------------------------
+
+    @property
+    def path(self) -> str:
+        """This actor's address, such as ``/exchanges/binance``."""
+        return self._cell.path
+
+    @property
+    def system(self) -> ActorSystem:
+        """The system this actor runs in."""
+        return self._cell.system
+
+    @property
+    def ref(self) -> Ref:
+        """A :class:`Ref` to this actor's address (stable across restarts)."""
+        return self._cell.system.ref(self._cell.path)
+
+    @property
+    def envelope(self) -> Envelope | None:
+        """The envelope of the message being handled (``attempt``, ``trace``...)."""
+        return self._envelope
+
+    @property
+    def incarnation(self) -> int:
+        """1 for the first instance at this address, +1 for each restart."""
+        return self._cell.incarnation
+
+    def send_after(self, delay: float, message: Any) -> Timer:
+        """Tell ``message`` to this actor's address after ``delay`` seconds."""
+        return self._cell.system.send_after(delay, self._cell.path, message)
+
+    def send_every(self, interval: float, message: Any) -> Timer:
+        """Tell ``message`` to this actor's address every ``interval`` seconds."""
+        return self._cell.system.send_every(interval, self._cell.path, message)
+
+    def on_receive(self, message: Any) -> Any:
+        """Handle one message. The default refuses it with :class:`UnknownMessage`."""
+        raise UnknownMessage(
+            f"{type(self).__name__} at {self.path} does not handle messages of type "
+            f"{type(message).__qualname__}"
+        )
+
+    def pre_restart(self, exc: BaseException) -> None:
+        """Called on the failing incarnation, on its thread, before it is replaced."""
+
+    def post_restart(self) -> None:
+        """Called on the new incarnation after ``on_start``, when it is a restart."""
+
+    def introspect(self) -> dict[str, Any]:
+        """A JSON-safe view of this actor's state for the shell's ``inspect``."""
+        return {"class": type(self).__qualname__}
+
+    # --- the core loop -----------------------------------------------------
+
+    def _start_actor_loop(self) -> None:
+        thread = threading.Thread(
+            target=self._actor_loop,
+            name=f"phalanx:{self._cell.path}#{self._cell.incarnation}",
+            daemon=self.use_daemon_thread,
+        )
+        self._cell.thread = thread
+        thread.start()
+
+    def _actor_loop(self) -> None:
+        cell = self._cell
+        path_token = _context._path.set(cell.path)
+        try:
+            try:
+                self.on_start()
+                if cell.incarnation > 1:
+                    self.post_restart()
+            except Exception as exc:
+                cell.incarnation_ended(self, ExitReason.START_FAILED, exc)
+                return
+            cell.incarnation_started(self)
+            reason, exc = self._run_loop(cell)
+            if reason in (ExitReason.NORMAL, ExitReason.SHUTDOWN):
+                try:
+                    self.on_stop()
+                except Exception as stop_exc:  # noqa: BLE001 - recorded, the stop goes on
+                    cell.record_failure(stop_exc, None, where="on_stop")
+            self.actor_stopped.set()
+            cell.incarnation_ended(self, reason, exc)
+        finally:
+            _context._path.reset(path_token)
+
+    def _run_loop(self, cell: ActorCell) -> tuple[str, BaseException | None]:
+        """Handle envelopes until a control signal, a stop, or a crash.
+
+        Invariants:
+        - exactly one thread (this one) takes from the cell's inbox, so a
+          redelivered envelope put at the head is the next one handled;
+        - the trace context is set for one envelope and reset before the
+          next, so no trace id leaks across messages;
+        - every envelope taken leaves as handled (reply set, durable entry
+          acked), redelivered at the head, or dead-lettered: never dropped.
+        """
+        get = cell.inbox.get
+        trace_var = _context._trace
+        stop_type = pykka_messages._ActorStop
+        while True:
+            item = get()
+            if type(item) is Control:
+                return item.name, None
+            env: Envelope = item  # type: ignore[assignment]
+            message = env.message
+            if type(message) is stop_type:
+                cell.handled(env, None)
+                return ExitReason.NORMAL, None
+            self._envelope = env
+            token = trace_var.set(env.trace)
+            try:
+                result = self._handle_receive(message)
+            except Exception as exc:
+                trace_var.reset(token)
+                self._envelope = None
+                if cell.handle_failure(self, exc, env):
+                    continue  # resumed: the incarnation keeps running
+                return ExitReason.CRASHED, exc
+            except BaseException as exc:
+                # KeyboardInterrupt/SystemExit: fail the message and end the incarnation.
+                trace_var.reset(token)
+                self._envelope = None
+                cell.handle_fatal(exc, env)
+                return ExitReason.CRASHED, exc
+            trace_var.reset(token)
+            self._envelope = None
+            cell.handled(env, result)

@@ -1,0 +1,370 @@
+"""The actor cell: everything that belongs to an address rather than an incarnation.
+
+A cell owns the inbox, the counters, the restart state and the current
+incarnation. Refs resolve to cells, so a restart is invisible to senders.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from pykka import messages as pykka_messages
+
+from phalanx.errors import UnknownMessage
+from phalanx.runtime._actor import Actor, ExitReason, _constructing
+from phalanx.runtime._envelope import Envelope
+from phalanx.runtime._mailbox import Control, Inbox, Mailbox
+from phalanx.supervision import Directive, Retry, backoff_delay
+
+if TYPE_CHECKING:
+    from phalanx.runtime._system import ActorSystem
+    from phalanx.runtime._timers import Timer
+
+__all__ = ["ActorCell", "Decider", "default_decider"]
+
+Decider = Callable[[BaseException], Directive]
+Factory = Callable[..., Actor]
+
+KILL = Control(ExitReason.KILLED)
+SHUTDOWN = Control(ExitReason.SHUTDOWN)
+
+
+def default_decider(exc: BaseException) -> Directive:
+    """Resume on bad input (it will fail again), restart on everything else.
+
+    The supervision layer replaces this with the full classifier of DESIGN
+    section 4; this is the runtime's standalone default.
+    """
+    if isinstance(exc, UnknownMessage | ValidationError):
+        return Directive.RESUME
+    return Directive.RESTART
+
+
+class _PykkaInbox:
+    """What pykka's ``ActorRef`` sees as the inbox: every put goes through the cell."""
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: ActorCell) -> None:
+        self._cell = cell
+
+    def put(self, envelope: Any, /) -> None:
+        cell = self._cell
+        env = envelope if isinstance(envelope, Envelope) else Envelope.outgoing(
+            envelope.message, envelope.reply_to
+        )
+        if type(env.message) is pykka_messages._ActorStop:
+            cell.system._count_sent()
+            cell.inbox.append_unbounded(env)  # a stop request must never be refused
+            return
+        cell.system._deliver(cell, env)
+
+    def get(self) -> Any:  # pragma: no cover - the phalanx loop reads the Inbox directly
+        return self._cell.inbox.get()
+
+    def empty(self) -> bool:
+        return len(self._cell.inbox) == 0
+
+
+class ActorCell:
+    """State of one address: inbox, incarnation, status, counters, restart policy."""
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        path: str,
+        factory: Factory,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        mailbox: Mailbox,
+        retry: Retry,
+        decider: Decider = default_decider,
+    ) -> None:
+        self.system = system
+        self.path = path
+        self.factory = factory
+        self.args = args
+        self.kwargs = kwargs
+        self.retry = retry
+        self.decider = decider
+        self.inbox = Inbox(mailbox)
+        self.pykka_inbox = _PykkaInbox(self)
+        self.kind = getattr(factory, "__qualname__", type(factory).__qualname__)
+        self.actor: Actor | None = None
+        self.thread: threading.Thread | None = None
+        self.status = "starting"
+        self.incarnation = 0
+        self.processed = 0
+        self.restarts = 0
+        self.failures = 0
+        self.spawned_at = time.time()
+        self.recent_failures: deque[dict[str, Any]] = deque(maxlen=10)
+        self.durable_seq = 0
+        # Hook for supervisors: called (cell, reason, exc) when an incarnation ends.
+        self.on_exit: Callable[[ActorCell, str, BaseException | None], None] | None = None
+        self._lock = threading.RLock()
+        self._stopping = False
+        self._consecutive = 0
+        self._start_failures = 0
+        self._last_failure = 0.0
+        self._restart_timer: Timer | None = None
+        self._first_start = threading.Event()
+        self.start_error: BaseException | None = None
+        self.terminated = threading.Event()
+
+    # --- incarnations ------------------------------------------------------
+
+    def start_incarnation(self) -> None:
+        """Build a new instance with the factory and start its thread."""
+        with self._lock:
+            if self._stopping:
+                return
+            self.incarnation += 1
+            self.inbox.clear_controls()
+            _constructing.cell = self
+            try:
+                actor = self.factory(*self.args, **self.kwargs)
+            except Exception as exc:
+                _constructing.cell = None
+                self.incarnation_ended(None, ExitReason.START_FAILED, exc)
+                return
+            finally:
+                _constructing.cell = None
+            if not isinstance(actor, Actor) or actor._cell is not self:
+                self.incarnation_ended(
+                    None,
+                    ExitReason.START_FAILED,
+                    TypeError(f"factory for {self.path} did not return a phalanx Actor"),
+                )
+                return
+            self.actor = actor
+            actor._start_actor_loop()
+
+    def wait_first_start(self, timeout: float) -> bool:
+        """Wait until the first incarnation is running or failed to start."""
+        return self._first_start.wait(timeout)
+
+    def incarnation_started(self, actor: Actor) -> None:
+        """Called on the actor thread once ``on_start`` succeeded."""
+        with self._lock:
+            self.status = "running"
+            self._start_failures = 0
+        self._first_start.set()
+        kind = "actor_restarted" if self.incarnation > 1 else "actor_started"
+        self.system._event(kind, self.path, incarnation=self.incarnation)
+
+    def incarnation_ended(
+        self, actor: Actor | None, reason: str, exc: BaseException | None
+    ) -> None:
+        """Called when an incarnation ends, on its thread (or the starter's)."""
+        with self._lock:
+            if actor is not None and self.actor is not actor:
+                return
+            self.actor = None
+            self.inbox.clear_controls()
+            if exc is not None and reason == ExitReason.START_FAILED:
+                self.record_failure(exc, None, where="start")
+            first = not self._first_start.is_set()
+            if self._stopping or reason in (ExitReason.NORMAL, ExitReason.SHUTDOWN):
+                self._finish_stop(reason)
+            elif first and reason == ExitReason.START_FAILED:
+                # The first start failing fails spawn() itself, as in OTP.
+                self.start_error = exc
+                self._finish_stop(reason)
+            elif reason == ExitReason.CRASHED and exc is not None and self._crash_directive(
+                exc
+            ) in (Directive.STOP, Directive.ESCALATE):
+                self._finish_stop(reason)
+            else:
+                self._schedule_restart(reason, exc)
+        self._first_start.set()
+        if self.on_exit is not None:
+            self.on_exit(self, reason, exc)
+
+    def _crash_directive(self, exc: BaseException) -> Directive:
+        try:
+            return self.decider(exc)
+        except Exception:  # noqa: BLE001 - a broken decider must not wedge the cell
+            return Directive.RESTART
+
+    def _schedule_restart(self, reason: str, exc: BaseException | None) -> None:
+        now = time.monotonic()
+        if now - self._last_failure > self.retry.reset_after:
+            self._consecutive = 0
+        self._consecutive += 1
+        self._last_failure = now
+        if reason == ExitReason.START_FAILED:
+            self._start_failures += 1
+            if self._start_failures >= self.retry.max_attempts:
+                self.system._event(
+                    "child_start_failed",
+                    self.path,
+                    attempts=self._start_failures,
+                    error=repr(exc),
+                )
+                self._finish_stop(reason)
+                return
+        delay = backoff_delay(self.retry, self._consecutive)
+        self.status = "backoff" if delay > 0 else "restarting"
+        self.system._event(
+            "actor_crashed",
+            self.path,
+            reason=reason,
+            error=repr(exc) if exc is not None else None,
+            restart_in_s=round(delay, 4),
+        )
+        self._restart_timer = self.system.timers.call_later(delay, self._restart)
+
+    def _restart(self) -> None:
+        with self._lock:
+            self._restart_timer = None
+            if self._stopping:
+                return
+            self.status = "restarting"
+            self.restarts += 1
+            self.start_incarnation()
+
+    # --- messages ----------------------------------------------------------
+
+    def handled(self, env: Envelope, result: Any) -> None:
+        """An envelope was handled: count it, answer the asker, ack durable storage."""
+        self.processed += 1  # Invariant: only the actor thread writes this.
+        if env.reply_to is not None:
+            env.reply_to.set(result)
+        if env.durable_key is not None:
+            self.system._durable_ack(env)
+
+    def handle_failure(self, actor: Actor, exc: Exception, env: Envelope) -> bool:
+        """Apply the directive for a handler failure. True means: keep running."""
+        self.record_failure(exc, env, where="handler")
+        directive = self._crash_directive(exc)
+        system = self.system
+        if directive is Directive.RESUME:
+            if env.reply_to is not None:
+                self.processed += 1
+                env.reply_to.set_exception((type(exc), exc, exc.__traceback__))
+                if env.durable_key is not None:
+                    system._durable_ack(env)
+            else:
+                bad_input = isinstance(exc, UnknownMessage | ValidationError)
+                reason = "validation_failed" if bad_input else "permanent_error"
+                system._dead_letter(reason, env, self.path, error=exc)
+            return True
+        if directive is Directive.RESTART:
+            try:
+                actor.pre_restart(exc)
+            except Exception as hook_exc:  # noqa: BLE001 - recorded, the restart goes on
+                self.record_failure(hook_exc, None, where="pre_restart")
+            if env.attempt < self.retry.max_attempts:
+                env.attempt += 1
+                # Invariant: this thread is the only consumer, so the redelivered
+                # envelope is the first one the next incarnation takes.
+                self.inbox.put_head(env)
+                system._event(
+                    "retry_attempt",
+                    self.path,
+                    message_id=env.message_id,
+                    attempt=env.attempt,
+                    max_attempts=self.retry.max_attempts,
+                    error=repr(exc),
+                )
+            else:
+                system._dead_letter("retries_exhausted", env, self.path, error=exc)
+            return False
+        system._dead_letter("handler_failed", env, self.path, error=exc)
+        return False
+
+    def handle_fatal(self, exc: BaseException, env: Envelope) -> None:
+        """A handler raised KeyboardInterrupt/SystemExit: fail the message loudly."""
+        self.record_failure(exc, env, where="handler")
+        self.system._dead_letter("handler_failed", env, self.path, error=exc)
+        with self._lock:
+            self._stopping = True
+
+    def record_failure(self, exc: BaseException, env: Envelope | None, *, where: str) -> None:
+        """Keep the failure (with traceback) for ``inspect`` and count it."""
+        self.failures += 1
+        self.recent_failures.append(
+            {
+                "at": time.time(),
+                "where": where,
+                "incarnation": self.incarnation,
+                "error_type": type(exc).__qualname__,
+                "error": str(exc),
+                "traceback": "".join(traceback.format_exception(exc)),
+                "message_id": env.message_id if env is not None else None,
+                "attempt": env.attempt if env is not None else None,
+            }
+        )
+
+    # --- control -----------------------------------------------------------
+
+    def kill(self) -> bool:
+        """End the current incarnation abruptly (a crash with reason ``killed``)."""
+        with self._lock:
+            if self.actor is None or self._stopping:
+                return False
+            self.inbox.put_control(KILL)
+            return True
+
+    def request_stop(self) -> None:
+        """Stop for good: the incarnation finishes its message, runs ``on_stop``, ends."""
+        with self._lock:
+            if self.status == "stopped" or self._stopping:
+                return
+            self._stopping = True
+            if self._restart_timer is not None:
+                self._restart_timer.cancel()
+                self._restart_timer = None
+            if self.actor is None:
+                self._finish_stop(ExitReason.SHUTDOWN)
+                return
+            self.inbox.put_control(SHUTDOWN)
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait until stopped for good and the last thread has exited."""
+        if not self.terminated.wait(timeout):
+            return False
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _finish_stop(self, reason: str) -> None:
+        # Invariant: called once, with the lock held; after inbox.close() every
+        # later offer is refused, so each queued envelope is dead-lettered here.
+        if self.status == "stopped":
+            return
+        self._stopping = True
+        self.status = "stopped"
+        for env in self.inbox.close():
+            self.system._dead_letter("actor_stopped", env, self.path)
+        self.system._retire(self, reason)
+        self.terminated.set()
+
+    # --- views -------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """The ``system.stats(path)`` view (DESIGN section 9)."""
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "status": self.status,
+            "mailbox_depth": len(self.inbox),
+            "mailbox_capacity": self.inbox.mailbox.capacity,
+            "overflow": self.inbox.mailbox.overflow,
+            "durable": self.inbox.mailbox.durable,
+            "processed": self.processed,
+            "restarts": self.restarts,
+            "failures": self.failures,
+            "incarnation": self.incarnation,
+            "breaker": None,
+            "spawned_at": self.spawned_at,
+        }

@@ -1,0 +1,181 @@
+"""Bounded mailboxes: the :class:`Mailbox` settings and the inbox queue.
+
+The inbox belongs to the actor's *address* (its cell), not to an incarnation,
+so a restart keeps every queued message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from phalanx.errors import ConfigError
+from phalanx.runtime._envelope import Envelope
+
+__all__ = ["Control", "Inbox", "Mailbox", "Overflow"]
+
+Overflow = Literal["dead_letter", "drop_oldest", "block"]
+_OVERFLOWS: tuple[str, ...] = ("dead_letter", "drop_oldest", "block")
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """Mailbox settings for one actor (DESIGN section 9).
+
+    On overflow, ``dead_letter`` dead-letters the new message,
+    ``drop_oldest`` dead-letters the oldest queued one, and ``block`` makes
+    the sender wait up to ``block_timeout`` seconds and then dead-letters the
+    new message. ``durable=True`` appends each message to LMDB before ``tell``
+    returns and removes it after its handler finishes.
+    """
+
+    capacity: int = 1000
+    overflow: Overflow = "dead_letter"
+    block_timeout: float = 1.0
+    durable: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
+            raise ConfigError(f"Mailbox.capacity must be an int, got {self.capacity!r}")
+        if self.capacity < 1:
+            raise ConfigError(f"Mailbox.capacity must be >= 1, got {self.capacity}")
+        if self.overflow not in _OVERFLOWS:
+            raise ConfigError(
+                f"Mailbox.overflow must be one of {_OVERFLOWS}, got {self.overflow!r}"
+            )
+        if self.block_timeout < 0:
+            raise ConfigError(f"Mailbox.block_timeout must be >= 0, got {self.block_timeout}")
+
+
+class Control:
+    """A control signal for the actor loop; it bypasses capacity and queues first."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Control({self.name})"
+
+
+class Inbox:
+    """A bounded FIFO of envelopes plus a priority lane for control signals.
+
+    Invariants:
+    - ``len(self)`` never exceeds ``capacity`` through :meth:`offer`; only
+      :meth:`put_head` (redelivery of a message that was already counted)
+      may exceed it, by the one message being redelivered.
+    - once :meth:`close` has run, :meth:`offer` accepts nothing, so a message
+      either is in the list :meth:`close` returned or was refused to its
+      sender: none is lost between the two.
+    """
+
+    __slots__ = ("_capacity", "_closed", "_control", "_cond", "_items", "_mailbox")
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self._mailbox = mailbox
+        self._capacity = mailbox.capacity
+        self._items: deque[Envelope] = deque()
+        self._control: deque[Control] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._closed = False
+
+    @property
+    def mailbox(self) -> Mailbox:
+        """The settings this inbox enforces."""
+        return self._mailbox
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        """True once the address stopped for good."""
+        return self._closed
+
+    def offer(self, envelope: Envelope) -> tuple[bool, Envelope | None]:
+        """Queue ``envelope`` under the overflow policy.
+
+        Returns ``(accepted, spilled)``: ``spilled`` is the envelope that must
+        now be dead-lettered (the new one if refused, the evicted oldest one
+        under ``drop_oldest``), or None.
+        """
+        with self._cond:
+            if self._closed:
+                return False, envelope
+            if len(self._items) >= self._capacity:
+                policy = self._mailbox.overflow
+                if policy == "drop_oldest":
+                    evicted = self._items.popleft()
+                    self._items.append(envelope)
+                    self._cond.notify_all()
+                    return True, evicted
+                if policy == "block":
+                    deadline = time.monotonic() + self._mailbox.block_timeout
+                    while len(self._items) >= self._capacity and not self._closed:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False, envelope
+                        self._cond.wait(remaining)
+                    if self._closed:
+                        return False, envelope
+                else:
+                    return False, envelope
+            self._items.append(envelope)
+            self._cond.notify_all()
+            return True, None
+
+    def put_head(self, envelope: Envelope) -> None:
+        """Queue ``envelope`` first (redelivery after a crash); ignores capacity."""
+        with self._cond:
+            self._items.appendleft(envelope)
+            self._cond.notify_all()
+
+    def append_unbounded(self, envelope: Envelope) -> None:
+        """Queue ``envelope`` last, ignoring capacity (stop requests only)."""
+        with self._cond:
+            self._items.append(envelope)
+            self._cond.notify_all()
+
+    def put_control(self, signal: Control) -> None:
+        """Queue a control signal ahead of every message."""
+        with self._cond:
+            self._control.append(signal)
+            self._cond.notify_all()
+
+    def get(self) -> Envelope | Control:
+        """Block until a control signal or an envelope is available; controls first."""
+        with self._cond:
+            while not self._control and not self._items:
+                self._cond.wait()
+            if self._control:
+                return self._control.popleft()
+            item = self._items.popleft()
+            # Wake blocked senders: a slot is free now.
+            if self._mailbox.overflow == "block":
+                self._cond.notify_all()
+            return item
+
+    def clear_controls(self) -> None:
+        """Drop pending control signals (they belong to the incarnation that ended)."""
+        with self._cond:
+            self._control.clear()
+
+    def close(self) -> list[Envelope]:
+        """Refuse all further offers and return every queued envelope, in order."""
+        with self._cond:
+            self._closed = True
+            items = list(self._items)
+            self._items.clear()
+            self._control.clear()
+            self._cond.notify_all()
+            return items
+
+    def snapshot(self, limit: int = 20) -> list[Envelope]:
+        """The first ``limit`` queued envelopes, for introspection."""
+        with self._cond:
+            return [env for _, env in zip(range(limit), self._items, strict=False)]
