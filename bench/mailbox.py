@@ -17,9 +17,9 @@ import pykka
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import machine, median_of  # noqa: E402
+from _common import machine, median_of
 
-from phalanx import Actor, ActorSystem, Mailbox  # noqa: E402
+from phalanx import Actor, ActorSystem, Mailbox
 
 TELLS = 100_000
 ASKS = 10_000

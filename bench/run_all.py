@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine  # noqa: E402
+from _common import machine
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,7 +26,9 @@ def main() -> int:
         if script.name.startswith("_") or script.name == "run_all.py":
             continue
         print(f"bench: {script.name}", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             failed = True
             results["benches"][script.stem] = {"error": proc.stderr[-2000:]}  # type: ignore[index]

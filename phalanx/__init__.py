@@ -35,8 +35,8 @@ from phalanx.supervision import Breaker, ChildSpec, Directive, Retry
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActorDead",
     "Actor",
+    "ActorDead",
     "ActorSystem",
     "AlreadyStarted",
     "AskTimeout",

@@ -12,9 +12,7 @@ from phalanx import ActorSystem, Retry
 
 
 def _phalanx_threads() -> set[threading.Thread]:
-    return {
-        t for t in threading.enumerate() if t.name.startswith("phalanx") and t.is_alive()
-    }
+    return {t for t in threading.enumerate() if t.name.startswith("phalanx") and t.is_alive()}
 
 
 @pytest.fixture(autouse=True)

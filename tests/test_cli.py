@@ -51,13 +51,25 @@ def test_dlq_on_missing_state_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_run_for_ends_by_itself_and_writes_the_summary(tmp_path: Path) -> None:
     summary = tmp_path / "summary.json"
-    result = _cli("run", "--var-dir", str(tmp_path / "var"), "--for", "2", "--summary", str(summary))
+    result = _cli(
+        "run", "--var-dir", str(tmp_path / "var"), "--for", "2", "--summary", str(summary)
+    )
     assert result.returncode == 0, result.stderr
     assert "phalanx node up" in result.stdout
     data = json.loads(summary.read_text())
-    for key in ("orders_placed", "orders_filled", "orders_canceled", "sagas_completed",
-                "sagas_compensated", "sagas_running", "restarts", "dead_letters",
-                "duplicates_detected", "ledger_balanced", "uptime_s"):
+    for key in (
+        "orders_placed",
+        "orders_filled",
+        "orders_canceled",
+        "sagas_completed",
+        "sagas_compensated",
+        "sagas_running",
+        "restarts",
+        "dead_letters",
+        "duplicates_detected",
+        "ledger_balanced",
+        "uptime_s",
+    ):
         assert key in data
     assert data["uptime_s"] >= 2
     messages = data["messages"]

@@ -32,7 +32,8 @@ def test_trace_ids_are_bound_per_message_and_do_not_leak(system: ActorSystem) ->
     ]
     first = next(line for line in lines if line.get("note") == "first")
     second = next(line for line in lines if line.get("note") == "second")
-    assert first["session_id"] == "s-1" and first["order_req_id"] == "r-9"
+    assert first["session_id"] == "s-1"
+    assert first["order_req_id"] == "r-9"
     assert first["actor"] == "/probe"
     assert "session_id" not in second
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from phalanx.errors import DeadLetterError, StorageError
-from phalanx.protocols import type_name_of
+from phalanx.protocols import Message, type_name_of
 from phalanx.storage import REASONS, DeadLetter, DeadLetterStore, Storage, _deadletters
 
 
@@ -30,6 +30,14 @@ class Opaque:
 
     def __repr__(self) -> str:
         return "<Opaque handle=7>"
+
+
+class PlaceOrder(Message):
+    """A registered protocol message: encodable, so redrivable."""
+
+    type_name = "tests.dlq.PlaceOrder"
+    symbol: str
+    qty: float
 
 
 class Deliveries:
@@ -160,6 +168,19 @@ def test_unencodable_message_keeps_repr_and_is_not_redrivable(
         store.redrive(ident)
     assert delivered.calls == []
     assert store.get(ident).status == "pending"
+
+
+def test_registered_message_round_trips_and_redrives(
+    store: DeadLetterStore, delivered: Deliveries
+) -> None:
+    order = PlaceOrder(symbol="BTC/USDT", qty=0.5)
+    r = store.get(_put(store, message=order, target="/orders/o-2"))
+    assert (r.message_type, r.redrivable) == ("tests.dlq.PlaceOrder", True)
+    assert r.message == order
+    assert r.payload_repr == repr(order)
+    assert r.model_dump(mode="json")["message"] == {"symbol": "BTC/USDT", "qty": 0.5}
+    store.redrive(r.id)
+    assert delivered.calls[0][0].message == order
 
 
 def test_odd_inputs_do_not_lose_the_dead_letter(store: DeadLetterStore) -> None:

@@ -36,7 +36,8 @@ def test_redrive_delivers_exactly_once_and_keeps_history_across_failures(
     system.tell("/later", Order(qty=3))
     system.storage.flush()
     [record] = system.dead_letters.list(reason="dead_target")
-    assert record.redrivable and record.message == Order(qty=3)
+    assert record.redrivable
+    assert record.message == Order(qty=3)
 
     got: list[Any] = []
     seen = threading.Event()

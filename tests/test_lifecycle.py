@@ -81,8 +81,15 @@ def test_kill_keeps_queued_messages_for_next_incarnation(system: ActorSystem) ->
 def test_stats_fields_and_unknown_path(system: ActorSystem) -> None:
     system.spawn(Counter, "/c", mailbox=Mailbox(capacity=7))
     stats = system.stats("/c")
-    for key in ("status", "mailbox_depth", "mailbox_capacity", "processed", "restarts",
-                "incarnation", "breaker"):
+    for key in (
+        "status",
+        "mailbox_depth",
+        "mailbox_capacity",
+        "processed",
+        "restarts",
+        "incarnation",
+        "breaker",
+    ):
         assert key in stats
     assert stats["mailbox_capacity"] == 7
     assert stats["incarnation"] == 1
@@ -175,7 +182,8 @@ def test_self_stop_is_a_normal_exit(system: ActorSystem) -> None:
     assert system.ask("/quitter", "quit", timeout=5) == "bye"
     assert done.wait(5)
     events = system.events.recent(kind="actor_stopped")
-    assert events and events[-1].fields["reason"] == "normal"
+    assert events
+    assert events[-1].fields["reason"] == "normal"
 
 
 def test_spawn_raises_when_first_on_start_fails_and_leaves_nothing(system: ActorSystem) -> None:
@@ -213,7 +221,8 @@ def test_unknown_message_fails_the_ask_and_dead_letters_the_tell(system: ActorSy
     system.storage.flush()
     [record] = system.dead_letters.list(reason="validation_failed")
     assert record.redrivable is False
-    assert record.error_type is not None and record.error_type.endswith("UnknownMessage")
+    assert record.error_type is not None
+    assert record.error_type.endswith("UnknownMessage")
 
 
 def test_instantiating_an_actor_outside_a_system_is_refused() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from phalanx import Actor, ActorSystem, MailboxFull, Mailbox
+from phalanx import Actor, ActorSystem, Mailbox, MailboxFull
 
 N = 10_000
 

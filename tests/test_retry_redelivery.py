@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from phalanx import Actor, ActorSystem, Retry
 
 # Failures per message survive restarts because they live outside the actor.
@@ -70,7 +72,8 @@ def test_retries_exhausted_dead_letters_the_message_and_child_carries_on(
     [record] = system.dead_letters.list(reason="retries_exhausted")
     assert record.message == "fail-forever"
     assert record.attempts == 3
-    assert record.error_type is not None and record.error_type.endswith("ConnectionError")
+    assert record.error_type is not None
+    assert record.error_type.endswith("ConnectionError")
     assert "transient failure 3" in (record.traceback or "")
 
 
@@ -85,9 +88,5 @@ def test_ask_gets_the_handler_error_when_retries_are_exhausted(system: ActorSyst
     _failures.clear()
     log: list[tuple[str, int]] = []
     system.spawn(Flaky, "/flaky", 99, log, retry=Retry(max_attempts=2, base=0.0, jitter=0.0))
-    try:
+    with pytest.raises(ConnectionError, match="transient failure 2"):
         system.ask("/flaky", "fail-ask", timeout=10)
-    except ConnectionError as exc:
-        assert "transient failure 2" in str(exc)
-    else:
-        raise AssertionError("the ask should fail with the handler's error")

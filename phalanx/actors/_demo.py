@@ -104,8 +104,6 @@ def spawn_demo(
     paths = [f"/demo/worker-{i}" for i in range(workers)]
     retry = Retry(max_attempts=3, backoff="exponential", base=0.01, max=0.2)
     for i, path in enumerate(paths):
-        system.spawn(
-            Worker, path, seed + i, crash_rate, mailbox=Mailbox(capacity=100), retry=retry
-        )
+        system.spawn(Worker, path, seed + i, crash_rate, mailbox=Mailbox(capacity=100), retry=retry)
     system.spawn(Ticker, "/demo/ticker", paths, seed, interval)
     return [*paths, "/demo/ticker"]

@@ -138,15 +138,15 @@ class Actor(pykka.ThreadingActor):
                 self.on_start()
                 if cell.incarnation > 1:
                     self.post_restart()
-            except Exception as exc:
-                cell.incarnation_ended(self, ExitReason.START_FAILED, exc)
+            except Exception as start_exc:
+                cell.incarnation_ended(self, ExitReason.START_FAILED, start_exc)
                 return
             cell.incarnation_started(self)
             reason, exc = self._run_loop(cell)
             if reason in (ExitReason.NORMAL, ExitReason.SHUTDOWN):
                 try:
                     self.on_stop()
-                except Exception as stop_exc:  # noqa: BLE001 - recorded, the stop goes on
+                except Exception as stop_exc:
                     cell.record_failure(stop_exc, None, where="on_stop")
             self.actor_stopped.set()
             cell.incarnation_ended(self, reason, exc)

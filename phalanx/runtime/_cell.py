@@ -56,8 +56,10 @@ class _PykkaInbox:
 
     def put(self, envelope: Any, /) -> None:
         cell = self._cell
-        env = envelope if isinstance(envelope, Envelope) else Envelope.outgoing(
-            envelope.message, envelope.reply_to
+        env = (
+            envelope
+            if isinstance(envelope, Envelope)
+            else Envelope.outgoing(envelope.message, envelope.reply_to)
         )
         if type(env.message) is pykka_messages._ActorStop:
             cell.system._count_sent()
@@ -177,9 +179,11 @@ class ActorCell:
                 # The first start failing fails spawn() itself, as in OTP.
                 self.start_error = exc
                 self._finish_stop(reason)
-            elif reason == ExitReason.CRASHED and exc is not None and self._crash_directive(
-                exc
-            ) in (Directive.STOP, Directive.ESCALATE):
+            elif (
+                reason == ExitReason.CRASHED
+                and exc is not None
+                and self._crash_directive(exc) in (Directive.STOP, Directive.ESCALATE)
+            ):
                 self._finish_stop(reason)
             else:
                 self._schedule_restart(reason, exc)
@@ -190,7 +194,7 @@ class ActorCell:
     def _crash_directive(self, exc: BaseException) -> Directive:
         try:
             return self.decider(exc)
-        except Exception:  # noqa: BLE001 - a broken decider must not wedge the cell
+        except Exception:
             return Directive.RESTART
 
     def _schedule_restart(self, reason: str, exc: BaseException | None) -> None:
@@ -259,7 +263,7 @@ class ActorCell:
         if directive is Directive.RESTART:
             try:
                 actor.pre_restart(exc)
-            except Exception as hook_exc:  # noqa: BLE001 - recorded, the restart goes on
+            except Exception as hook_exc:
                 self.record_failure(hook_exc, None, where="pre_restart")
             if env.attempt < self.retry.max_attempts:
                 env.attempt += 1
@@ -288,8 +292,9 @@ class ActorCell:
             self._stopping = True
 
     def record_failure(self, exc: BaseException, env: Envelope | None, *, where: str) -> None:
-        """Keep the failure (with traceback) for ``inspect`` and count it."""
+        """Keep the failure (with traceback) for ``inspect``, count it, and log it."""
         self.failures += 1
+        self.system._log_failure(self.path, exc, env, where)
         self.recent_failures.append(
             {
                 "at": time.time(),

@@ -7,6 +7,7 @@ the runtime. Messages are never handled this way; they go to the DLQ.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -34,9 +35,7 @@ class Event:
 class Subscription:
     """A bounded queue of events for one subscriber; iterate or call :meth:`get`."""
 
-    def __init__(
-        self, stream: EventStream, kinds: frozenset[str] | None, maxsize: int
-    ) -> None:
+    def __init__(self, stream: EventStream, kinds: frozenset[str] | None, maxsize: int) -> None:
         self._stream = stream
         self.kinds = kinds
         self._events: deque[Event] = deque(maxlen=maxsize)
@@ -64,9 +63,7 @@ class Subscription:
                 self._cond.wait(remaining)
             return self._events.popleft()
 
-    def wait_for(
-        self, predicate: Callable[[Event], bool], timeout: float = 5.0
-    ) -> Event | None:
+    def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 5.0) -> Event | None:
         """The first event matching ``predicate`` within ``timeout`` seconds, else None."""
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
@@ -103,10 +100,8 @@ class EventStream:
         event = Event(kind, path, time.time(), fields)
         self._recent.append(event)
         for listener in self._listeners:
-            try:
+            with contextlib.suppress(Exception):
                 listener(event)
-            except Exception:  # noqa: BLE001 - a broken listener must not break the runtime
-                pass
         for sub in self._subs:
             if sub.kinds is None or kind in sub.kinds:
                 sub._offer(event)

@@ -82,8 +82,7 @@ class SecretMasker:
             return value
         if isinstance(value, Mapping):
             return {
-                k: MASK if _is_secret_key(k) else self._mask(v, depth + 1)
-                for k, v in value.items()
+                k: MASK if _is_secret_key(k) else self._mask(v, depth + 1) for k, v in value.items()
             }
         if isinstance(value, list | tuple):
             return [self._mask(v, depth + 1) for v in value]

@@ -74,7 +74,7 @@ class Inbox:
       sender: none is lost between the two.
     """
 
-    __slots__ = ("_capacity", "_closed", "_control", "_cond", "_items", "_mailbox")
+    __slots__ = ("_capacity", "_closed", "_cond", "_control", "_items", "_mailbox")
 
     def __init__(self, mailbox: Mailbox) -> None:
         self._mailbox = mailbox

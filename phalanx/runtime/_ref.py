@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pykka import Future
@@ -29,6 +30,10 @@ class Ref:
     def tell(self, message: Any) -> None:
         """Send without waiting. Undeliverable messages are dead-lettered, never dropped."""
         self._system.tell(self.path, message)
+
+    def tell_many(self, messages: Iterable[Any]) -> None:
+        """Tell several messages in order (one commit for a durable mailbox)."""
+        self._system.tell_many(self.path, messages)
 
     def ask(self, message: Any, timeout: float | None = 5.0) -> Any:
         """Send and wait for the reply.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import itertools
 import os
@@ -9,7 +10,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,7 +37,7 @@ from phalanx.runtime._mailbox import Mailbox
 from phalanx.runtime._ref import Ref
 from phalanx.runtime._timers import Timer, Timers
 from phalanx.storage import DeadLetter, DeadLetterStore, Storage
-from phalanx.storage._durable import DurableMailboxes
+from phalanx.storage._durable import DurableEntry, DurableMailboxes
 from phalanx.supervision import Retry
 
 __all__ = ["ActorSystem"]
@@ -285,6 +286,24 @@ class ActorSystem:
             return
         self._deliver(cell, env)
 
+    def tell_many(self, path: str, messages: Iterable[Any]) -> None:
+        """Tell each message in order; a durable mailbox journals them in one commit.
+
+        For a durable mailbox this is the high-throughput form: one commit
+        (and one fsync) for the whole batch instead of one per message.
+        """
+        envs = [Envelope.outgoing(message) for message in messages]
+        cell = self._cells.get(path)
+        if cell is None:
+            for env in envs:
+                self._sent.add()
+                self._dead_letter("dead_target", env, path)
+            return
+        if cell.inbox.mailbox.durable and envs:
+            self._durable_append(cell, envs)
+        for env in envs:
+            self._deliver(cell, env)
+
     def ask_future(self, path: str, message: Any) -> Future[Any]:
         """Send and return the reply future; delivery errors are set on it."""
         future: Future[Any] = ThreadingFuture()
@@ -308,13 +327,10 @@ class ActorSystem:
     def _deliver(self, cell: ActorCell, env: Envelope) -> bool:
         self._sent.add()
         if cell.inbox.mailbox.durable and env.durable_key is None:
-            self._durable_append(cell, env)
+            self._durable_append(cell, [env])
         accepted, spilled = cell.inbox.offer(env)
         if spilled is not None:
-            if cell.inbox.closed:
-                reason = "dead_target"
-            else:
-                reason = "mailbox_overflow"
+            reason = "dead_target" if cell.inbox.closed else "mailbox_overflow"
             self._dead_letter(reason, spilled, cell.path)
         return accepted
 
@@ -323,22 +339,25 @@ class ActorSystem:
 
     # --- durable mailboxes -------------------------------------------------
 
-    def _durable_append(self, cell: ActorCell, env: Envelope) -> None:
+    def _durable_append(self, cell: ActorCell, envs: list[Envelope]) -> None:
         with cell._lock:
-            seq = cell.durable_seq
-            cell.durable_seq += 1
-        key = self._durable.key(cell.path, seq)
-        future = self._durable.append(
-            key,
-            message=env.message,
-            message_id=env.message_id,
-            sender=env.sender,
-            attempt=env.attempt,
-            enqueued_at=env.enqueued_at,
-            trace=env.trace,
-        )
-        future.result()  # Invariant: journaled (committed) before tell returns.
-        env.durable_key = key
+            first = cell.durable_seq
+            cell.durable_seq += len(envs)
+        entries = [
+            DurableEntry(
+                key=self._durable.key(cell.path, first + i),
+                message_id=env.message_id,
+                message=env.message,
+                sender=env.sender,
+                attempt=env.attempt,
+                enqueued_at=env.enqueued_at,
+                trace=dict(env.trace),
+            )
+            for i, env in enumerate(envs)
+        ]
+        self._durable.append(entries).result()  # Invariant: committed before tell returns.
+        for env, entry in zip(envs, entries, strict=True):
+            env.durable_key = entry.key
 
     def _durable_ack(self, env: Envelope) -> None:
         if env.durable_key is not None:
@@ -377,10 +396,8 @@ class ActorSystem:
             exc = error if (error is not None and reason in _HANDLER_REASONS) else None
             if exc is None:
                 exc = _ask_error(reason, target)
-            try:
+            with contextlib.suppress(queue.Full):
                 future.set_exception((type(exc), exc, exc.__traceback__))
-            except queue.Full:
-                pass
         message = env.message
         dl_id = self.dead_letters.put(
             reason=reason,
@@ -513,7 +530,7 @@ class ActorSystem:
         actor = cell.actor
         try:
             state = actor.introspect() if actor is not None else None
-        except Exception as exc:  # noqa: BLE001 - inspection must not fail the shell
+        except Exception as exc:
             state = {"introspect_error": repr(exc)}
         return {
             **cell.stats(),
@@ -565,8 +582,19 @@ class ActorSystem:
     def _event(self, kind: str, path: str | None, **fields: Any) -> Event:
         return self.events.publish(kind, path, **fields)
 
+    def _log_failure(self, path: str, exc: BaseException, env: Envelope | None, where: str) -> None:
+        if self._started and not self.logs.closed:
+            self._health_log.error(
+                "actor_failure",
+                actor=path,
+                where=where,
+                message_id=env.message_id if env is not None else None,
+                attempt=env.attempt if env is not None else None,
+                exc_info=exc,
+            )
+
     def _log_event(self, event: Event) -> None:
-        if not self._started:
+        if not self._started or self.logs.closed:
             return
         log = self._audit_log if event.kind == "dead_letter" else self._health_log
         log.info(event.kind, actor=event.path, **event.fields)

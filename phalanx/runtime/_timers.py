@@ -87,7 +87,7 @@ class Timers:
                 continue
             try:
                 fn()
-            except Exception as exc:  # noqa: BLE001 - reported, the scheduler must survive
+            except Exception as exc:
                 if self._on_error is not None:
                     self._on_error(exc)
             if timer.interval is not None and not timer.cancelled:

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict
 
 from phalanx._ids import id_to_key, key_to_id, new_id
 from phalanx.errors import CodecError, DeadLetterError, StorageError
-from phalanx.protocols import decode, encode, type_name_of
+from phalanx.protocols import decode, encode_typed
 from phalanx.storage._env import Storage, Txn
 
 __all__ = ["REASONS", "DeadLetter", "DeadLetterStore", "Deliver"]
@@ -253,8 +253,8 @@ class DeadLetterStore:
         db = self._write_handles()[0]
         now = self._clock()
         try:
-            payload: bytes | None = encode(message)
-            message_type = type_name_of(message)
+            message_type, encoded = encode_typed(message)
+            payload: bytes | None = encoded
             redrivable = True
         except CodecError:
             payload, message_type, redrivable = None, _qualname(type(message)), False
@@ -303,7 +303,7 @@ class DeadLetterStore:
             raise DeadLetterError(f"no dead letter {ident!r}")
         return _model(key, _unpack(raw))
 
-    def list(  # noqa: PLR0917 (DESIGN section 9 allows positional filters)
+    def list(
         self,
         reason: str | None = None,
         target: str | None = None,

@@ -9,7 +9,7 @@ replays unfinished messages in their original order.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -54,35 +54,37 @@ class DurableMailboxes:
         """The LMDB key of message ``seq`` at ``path``."""
         return _prefix(path) + _SEQ.pack(seq)
 
-    def append(
-        self,
-        key: bytes,
-        *,
-        message: Any,
-        message_id: str,
-        sender: str | None,
-        attempt: int,
-        enqueued_at: float,
-        trace: Mapping[str, str],
-    ) -> Future[bool]:
-        """Journal one envelope; the future resolves once it is committed.
+    def append(self, entries: Sequence[DurableEntry]) -> Future[None]:
+        """Journal envelopes in one write; the future resolves once they are committed.
 
-        Raises :class:`CodecError` at once if the message cannot be encoded:
-        a message that cannot be journaled must not be accepted as durable.
+        Raises :class:`CodecError` at once if any message cannot be encoded
+        (nothing is written then): a message that cannot be journaled must not
+        be accepted as durable.
         """
-        record = msgpack.packb(
-            {
-                "id": message_id,
-                "sender": sender,
-                "attempt": attempt,
-                "at": enqueued_at,
-                "trace": dict(trace),
-                "payload": encode(message),
-            },
-            use_bin_type=True,
-        )
+        records = [
+            (
+                entry.key,
+                msgpack.packb(
+                    {
+                        "id": entry.message_id,
+                        "sender": entry.sender,
+                        "attempt": entry.attempt,
+                        "at": entry.enqueued_at,
+                        "trace": dict(entry.trace),
+                        "payload": encode(entry.message),
+                    },
+                    use_bin_type=True,
+                ),
+            )
+            for entry in entries
+        ]
         db = self._db
-        return self._storage.submit(lambda txn: txn.put(key, record, db=db))
+
+        def op(txn: Any) -> None:
+            for key, record in records:
+                txn.put(key, record, db=db)
+
+        return self._storage.submit(op)
 
     def ack(self, key: bytes) -> None:
         """Remove a finished entry (asynchronously; ordered after its append)."""
@@ -145,7 +147,9 @@ class DurableMailboxes:
                 )
             except (CodecError, ValueError, KeyError, TypeError, msgpack.ExtraData) as exc:
                 entries.append(
-                    DurableEntry(key, "", CodecError(f"corrupt durable entry: {exc}"), None, 1, 0.0, {})
+                    DurableEntry(
+                        key, "", CodecError(f"corrupt durable entry: {exc}"), None, 1, 0.0, {}
+                    )
                 )
         return entries
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from phalanx.errors import ConfigError
@@ -19,7 +19,7 @@ Backoff = Literal["fixed", "linear", "exponential", "fibonacci"]
 _BACKOFFS: tuple[str, ...] = ("fixed", "linear", "exponential", "fibonacci")
 
 
-class Directive(str, Enum):
+class Directive(StrEnum):
     """What a supervisor does with a failure (DESIGN section 4)."""
 
     RESUME = "resume"  # keep the incarnation; the message fails to its asker or the DLQ

@@ -74,7 +74,7 @@ class ChildSpec:
     @classmethod
     def supervisor(
         cls,
-        id: str,  # noqa: A002 - the OTP name
+        id: str,
         strategy: Strategy = "one_for_one",
         intensity: int = 3,
         period: float = 5.0,
@@ -91,4 +91,3 @@ class ChildSpec:
             period=period,
             children=tuple(children),
         )
-
