@@ -75,3 +75,67 @@ def test_run_for_ends_by_itself_and_writes_the_summary(tmp_path: Path) -> None:
     messages = data["messages"]
     assert messages["sent"] == messages["handled"] + messages["dead_lettered"]
     assert not (tmp_path / "var" / "node.pid").exists()
+
+
+def test_sigterm_shuts_the_node_down_in_order(tmp_path: Path) -> None:
+    import signal
+
+    summary = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "phalanx",
+            "run",
+            "--var-dir",
+            str(tmp_path / "var"),
+            "--summary",
+            str(summary),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    assert "phalanx node up" in proc.stdout.readline()
+    assert (tmp_path / "var" / "node.pid").read_text().strip() == str(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "shutting down in order" in out
+    assert json.loads(summary.read_text())["messages"]["queued"] == 0
+
+
+def _seed_dead_letters(var_dir: Path) -> list[str]:
+    from phalanx import ActorSystem
+
+    with ActorSystem(var_dir=var_dir, sync=False) as system:
+        for i in range(3):
+            system.tell("/ghost", {"i": i})
+        system.storage.flush()
+        return [r.id for r in system.dead_letters.list()]
+
+
+def test_dlq_show_stats_resolve_and_purge_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = _seed_dead_letters(tmp_path)
+    base = ["dlq", "--var-dir", str(tmp_path), "--json"]
+    assert main([*base, "show", ids[0]]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == ids[0]
+    assert shown["message"] == {"i": 0}
+    assert main([*base, "stats"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["depth"] == 3
+    assert stats["by_reason"] == {"dead_target": 3}
+    assert main([*base, "resolve", ids[0], "--note", "known ghost"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "resolved"
+    assert main([*base, "purge", "--status", "resolved"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"purged": 1}
+    assert main([*base, "purge", "--status", "pending"]) == 2  # needs --yes
+    assert "--yes" in capsys.readouterr().err
+    assert main([*base, "show", ids[0]]) == 2
+    assert main([*base, "ls", "--status", "pending"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == ids[1:]

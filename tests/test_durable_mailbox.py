@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,41 @@ def test_unencodable_message_to_a_durable_mailbox_is_refused_loudly(system: Acto
     system.spawn(Echo, "/echo", mailbox=Mailbox(durable=True))
     with pytest.raises(CodecError, match="object"):
         system.tell("/echo", object())
+
+
+def test_node_shutdown_keeps_queued_durable_messages_for_the_next_boot(tmp_path: Path) -> None:
+    gate = threading.Event()
+    entered = threading.Event()
+    got: list[Any] = []
+    done = threading.Event()
+
+    class Slow(Actor):
+        def on_receive(self, message: Any) -> Any:
+            if message == "hold":
+                entered.set()
+                gate.wait(10)
+                return None
+            got.append(message)
+            if message == 4:
+                done.set()
+            return None
+
+    with ActorSystem(var_dir=tmp_path, sync=False) as system:
+        system.spawn(Slow, "/slow", mailbox=Mailbox(durable=True))
+        system.tell("/slow", "hold")
+        assert entered.wait(10)
+        system.tell_many("/slow", range(5))
+        releaser = threading.Timer(0.05, gate.set)
+        releaser.start()
+    releaser.join()
+    counters = system.counters()
+    assert counters["journaled"] == 5
+    assert counters["sent"] == counters["handled"] + counters["dead_lettered"] + 5
+    assert got == []
+
+    with ActorSystem(var_dir=tmp_path, sync=False) as system:
+        system.spawn(Slow, "/slow", mailbox=Mailbox(durable=True))
+        assert done.wait(10)
+        system.storage.flush()
+        assert system.dead_letters.list() == []
+    assert got == [0, 1, 2, 3, 4]

@@ -267,3 +267,30 @@ def test_conservation_counters_balance_after_shutdown(tmp_path: Path) -> None:
     counters = system.counters()
     assert counters["sent"] == counters["handled"] + counters["dead_lettered"]
     assert counters["queued"] == 0
+
+
+def test_sends_before_start_and_after_shutdown_raise_instead_of_vanishing(
+    tmp_path: Path,
+) -> None:
+    system = ActorSystem(var_dir=tmp_path, sync=False)
+    with pytest.raises(ActorDead, match="not started"):
+        system.tell("/x", "early")
+    with system:
+        system.spawn(Counter, "/c")
+    with pytest.raises(ActorDead, match="shut down"):
+        system.tell("/c", "late")
+    with pytest.raises(ActorDead, match="shut down"):
+        system.ask("/c", "late", timeout=1)
+
+
+def test_resolved_dead_letters_past_retention_are_purged_at_start(tmp_path: Path) -> None:
+    with ActorSystem(var_dir=tmp_path, sync=False) as system:
+        system.tell("/nobody", "a")
+        system.tell("/nobody", "b")
+        system.storage.flush()
+        first, second = system.dead_letters.list()
+        system.dead_letters.resolve(first.id, "checked by operator")
+    with ActorSystem(var_dir=tmp_path, sync=False, resolved_retention_s=0.0) as system:
+        system.storage.flush()
+        remaining = system.dead_letters.list()
+    assert [r.id for r in remaining] == [second.id]

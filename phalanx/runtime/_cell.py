@@ -62,7 +62,7 @@ class _PykkaInbox:
             else Envelope.outgoing(envelope.message, envelope.reply_to)
         )
         if type(env.message) is pykka_messages._ActorStop:
-            cell.system._count_sent()
+            cell.system._count_sent()  # bypasses offer(), so counted here
             cell.inbox.append_unbounded(env)  # a stop request must never be refused
             return
         cell.system._deliver(cell, env)
@@ -112,6 +112,8 @@ class ActorCell:
         self.on_exit: Callable[[ActorCell, str, BaseException | None], None] | None = None
         self._lock = threading.RLock()
         self._stopping = False
+        self._keep_journaled = False
+        self.kept_journaled = 0
         self._consecutive = 0
         self._start_failures = 0
         self._last_failure = 0.0
@@ -318,12 +320,18 @@ class ActorCell:
             self.inbox.put_control(KILL)
             return True
 
-    def request_stop(self) -> None:
-        """Stop for good: the incarnation finishes its message, runs ``on_stop``, ends."""
+    def request_stop(self, *, keep_journaled: bool = False) -> None:
+        """Stop for good: the incarnation finishes its message, runs ``on_stop``, ends.
+
+        With ``keep_journaled`` (node shutdown), queued messages of a durable
+        mailbox stay in the journal for the next boot instead of being
+        dead-lettered; everything else queued is dead-lettered as usual.
+        """
         with self._lock:
             if self.status == "stopped" or self._stopping:
                 return
             self._stopping = True
+            self._keep_journaled = keep_journaled
             if self._restart_timer is not None:
                 self._restart_timer.cancel()
                 self._restart_timer = None
@@ -350,6 +358,9 @@ class ActorCell:
         self._stopping = True
         self.status = "stopped"
         for env in self.inbox.close():
+            if self._keep_journaled and env.durable_key is not None:
+                self.kept_journaled += 1  # replayed at the next boot, not lost
+                continue
             self.system._dead_letter("actor_stopped", env, self.path)
         self.system._retire(self, reason)
         self.terminated.set()

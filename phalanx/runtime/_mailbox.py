@@ -15,7 +15,12 @@ from typing import Literal
 from phalanx.errors import ConfigError
 from phalanx.runtime._envelope import Envelope
 
-__all__ = ["Control", "Inbox", "Mailbox", "Overflow"]
+__all__ = ["CLOSED", "OVERFLOW", "STOPPED", "Control", "Inbox", "Mailbox", "Overflow"]
+
+# Why offer() spilled an envelope (dead-letter reasons).
+OVERFLOW = "mailbox_overflow"
+CLOSED = "dead_target"  # the address had already stopped for good
+STOPPED = "actor_stopped"  # it stopped while a blocked sender waited
 
 Overflow = Literal["dead_letter", "drop_oldest", "block"]
 _OVERFLOWS: tuple[str, ...] = ("dead_letter", "drop_oldest", "block")
@@ -74,7 +79,16 @@ class Inbox:
       sender: none is lost between the two.
     """
 
-    __slots__ = ("_capacity", "_closed", "_cond", "_control", "_items", "_mailbox")
+    __slots__ = (
+        "_block",
+        "_capacity",
+        "_closed",
+        "_cond",
+        "_control",
+        "_items",
+        "_mailbox",
+        "offered",
+    )
 
     def __init__(self, mailbox: Mailbox) -> None:
         self._mailbox = mailbox
@@ -83,6 +97,11 @@ class Inbox:
         self._control: deque[Control] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
+        # Only under "block" do senders wait on the condition too; otherwise
+        # the actor thread is the sole waiter and notify() is enough.
+        self._block = mailbox.overflow == "block"
+        # Every envelope ever offered (accepted or not), for conservation counts.
+        self.offered = 0
 
     @property
     def mailbox(self) -> Mailbox:
@@ -97,37 +116,40 @@ class Inbox:
         """True once the address stopped for good."""
         return self._closed
 
-    def offer(self, envelope: Envelope) -> tuple[bool, Envelope | None]:
+    def offer(self, envelope: Envelope) -> tuple[Envelope | None, str | None]:
         """Queue ``envelope`` under the overflow policy.
 
-        Returns ``(accepted, spilled)``: ``spilled`` is the envelope that must
-        now be dead-lettered (the new one if refused, the evicted oldest one
-        under ``drop_oldest``), or None.
+        Returns ``(spilled, reason)``: ``spilled`` is the envelope that must now
+        be dead-lettered with ``reason`` (the new one when refused, the evicted
+        oldest one under ``drop_oldest``), or ``(None, None)``.
         """
         with self._cond:
             if self._closed:
-                return False, envelope
+                return envelope, CLOSED  # not counted: the cell's totals are final
+            self.offered += 1
             if len(self._items) >= self._capacity:
                 policy = self._mailbox.overflow
                 if policy == "drop_oldest":
                     evicted = self._items.popleft()
                     self._items.append(envelope)
-                    self._cond.notify_all()
-                    return True, evicted
-                if policy == "block":
-                    deadline = time.monotonic() + self._mailbox.block_timeout
-                    while len(self._items) >= self._capacity and not self._closed:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            return False, envelope
-                        self._cond.wait(remaining)
-                    if self._closed:
-                        return False, envelope
-                else:
-                    return False, envelope
+                    self._cond.notify()
+                    return evicted, OVERFLOW
+                if policy != "block":
+                    return envelope, OVERFLOW
+                deadline = time.monotonic() + self._mailbox.block_timeout
+                while len(self._items) >= self._capacity and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return envelope, OVERFLOW
+                    self._cond.wait(remaining)
+                if self._closed:
+                    return envelope, STOPPED
             self._items.append(envelope)
-            self._cond.notify_all()
-            return True, None
+            if self._block:
+                self._cond.notify_all()
+            else:
+                self._cond.notify()
+            return None, None
 
     def put_head(self, envelope: Envelope) -> None:
         """Queue ``envelope`` first (redelivery after a crash); ignores capacity."""
@@ -155,8 +177,7 @@ class Inbox:
             if self._control:
                 return self._control.popleft()
             item = self._items.popleft()
-            # Wake blocked senders: a slot is free now.
-            if self._mailbox.overflow == "block":
+            if self._block:  # wake blocked senders: a slot is free now
                 self._cond.notify_all()
             return item
 

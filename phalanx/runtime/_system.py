@@ -33,7 +33,7 @@ from phalanx.runtime._context import current_path, current_trace
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._events import Event, EventStream
 from phalanx.runtime._logging import LogManager
-from phalanx.runtime._mailbox import Mailbox
+from phalanx.runtime._mailbox import CLOSED, OVERFLOW, Mailbox
 from phalanx.runtime._ref import Ref
 from phalanx.runtime._timers import Timer, Timers
 from phalanx.storage import DeadLetter, DeadLetterStore, Storage
@@ -95,12 +95,14 @@ class ActorSystem:
         log_retention_days: dict[str, int] | None = None,
         secrets: tuple[str, ...] = (),
         start_timeout: float = 10.0,
+        resolved_retention_s: float = 7 * 86400.0,
     ) -> None:
         self.name = name
         self.var_dir = Path(var_dir)
         self.default_mailbox = mailbox or Mailbox()
         self.default_retry = retry or Retry()
         self.start_timeout = start_timeout
+        self.resolved_retention_s = resolved_retention_s
         self._sync = sync
         self._map_size = map_size
         self._log_retention = log_retention_days
@@ -112,11 +114,15 @@ class ActorSystem:
         self._sent = _Counter()
         self._dead_lettered = _Counter()
         self._retired_processed = 0
+        self._retired_offered = 0
+        self._retired_journaled = 0
         self._retired_restarts = 0
         self._dl_by_reason: dict[str, int] = {}
         self._overflow_log: dict[str, tuple[float, int]] = {}
         self._started = False
         self._closed = False
+        # True while there is nowhere to put a message: before start, after shutdown.
+        self._sealed = True
         self._lock_fd: int | None = None
         self.events = EventStream()
 
@@ -164,8 +170,11 @@ class ActorSystem:
         self.events.add_listener(self._log_event)
         self.timers = Timers(self.name, on_error=self._timer_error)
         self._started = True
+        self._sealed = False
         self._event("node_started", None, var_dir=str(self.var_dir))
         self.dead_letters.drain_outbox(self._redeliver)
+        self._apply_retention()
+        self._retention_timer = self.timers.call_every(3600.0, self._apply_retention)
         return self
 
     def __enter__(self) -> ActorSystem:
@@ -189,10 +198,11 @@ class ActorSystem:
         with self._lock:
             cells = sorted(self._cells.values(), key=lambda c: -self._spawn_order[c.path])
         for cell in cells:
-            cell.request_stop()
+            cell.request_stop(keep_journaled=True)
             cell.join(max(0.05, deadline - time.monotonic()))
         self.timers.close()
         self._event("node_stopped", None)
+        self._sealed = True
         try:
             self.storage.flush()
         finally:
@@ -276,8 +286,17 @@ class ActorSystem:
 
     # --- sending -----------------------------------------------------------
 
+    def _refuse_if_closed(self) -> None:
+        # Sends during shutdown still reach live actors or the DLQ; only once
+        # storage is closed is there nowhere left to put a message.
+        if self._sealed:
+            state = "shut down" if self._closed else "not started"
+            raise ActorDead(f"the actor system is {state}: nothing can be delivered")
+
     def tell(self, path: str, message: Any) -> None:
         """Send ``message`` to ``path``; undeliverable messages are dead-lettered."""
+        if self._sealed:
+            self._refuse_if_closed()
         env = Envelope.outgoing(message)
         cell = self._cells.get(path)
         if cell is None:
@@ -292,6 +311,7 @@ class ActorSystem:
         For a durable mailbox this is the high-throughput form: one commit
         (and one fsync) for the whole batch instead of one per message.
         """
+        self._refuse_if_closed()
         envs = [Envelope.outgoing(message) for message in messages]
         cell = self._cells.get(path)
         if cell is None:
@@ -306,6 +326,7 @@ class ActorSystem:
 
     def ask_future(self, path: str, message: Any) -> Future[Any]:
         """Send and return the reply future; delivery errors are set on it."""
+        self._refuse_if_closed()
         future: Future[Any] = ThreadingFuture()
         env = Envelope.outgoing(message, future)
         cell = self._cells.get(path)
@@ -325,14 +346,16 @@ class ActorSystem:
             raise AskTimeout(f"no reply from {path} within {timeout}s") from exc
 
     def _deliver(self, cell: ActorCell, env: Envelope) -> bool:
-        self._sent.add()
+        # Counted as sent by Inbox.offer (under its lock: no second lock here).
         if cell.inbox.mailbox.durable and env.durable_key is None:
             self._durable_append(cell, [env])
-        accepted, spilled = cell.inbox.offer(env)
-        if spilled is not None:
-            reason = "dead_target" if cell.inbox.closed else "mailbox_overflow"
-            self._dead_letter(reason, spilled, cell.path)
-        return accepted
+        spilled, reason = cell.inbox.offer(env)
+        if spilled is None:
+            return True
+        if reason == CLOSED:
+            self._sent.add()  # offer() does not count refusals by a closed inbox
+        self._dead_letter(reason or OVERFLOW, spilled, cell.path)
+        return spilled is not env
 
     def _count_sent(self) -> None:
         self._sent.add()
@@ -486,6 +509,8 @@ class ActorSystem:
                 del self._cells[cell.path]
                 del self._spawn_order[cell.path]
             self._retired_processed += cell.processed
+            self._retired_offered += cell.inbox.offered
+            self._retired_journaled += cell.kept_journaled
             self._retired_restarts += cell.restarts
         self._event("actor_stopped", cell.path, reason=reason, incarnation=cell.incarnation)
 
@@ -514,6 +539,11 @@ class ActorSystem:
         """Tell ``message`` to ``path`` every ``interval`` seconds until cancelled."""
         target = path.path if isinstance(path, Ref) else path
         return self.timers.call_every(interval, self._timed_send(target, message))
+
+    def _apply_retention(self) -> None:
+        purged = self.dead_letters.apply_retention(self.resolved_retention_s)
+        if purged:
+            self._event("dead_letters_purged", None, purged=purged, status="resolved")
 
     def _timer_error(self, exc: BaseException) -> None:
         self._event("timer_failed", None, error=repr(exc))
@@ -558,15 +588,21 @@ class ActorSystem:
         }
 
     def counters(self) -> dict[str, int]:
-        """Conservation counters: sent = handled + dead_lettered + queued (+ in flight)."""
+        """Conservation: sent = handled + dead_lettered + queued + journaled (+ in flight).
+
+        ``journaled`` counts durable messages left in the journal at shutdown
+        for the next boot to replay.
+        """
         with self._lock:
             cells = list(self._cells.values())
             handled = self._retired_processed + sum(c.processed for c in cells)
+            offered = self._retired_offered + sum(c.inbox.offered for c in cells)
         return {
-            "sent": self._sent.value,
+            "sent": self._sent.value + offered,
             "handled": handled,
             "dead_lettered": self._dead_lettered.value,
             "queued": sum(len(c.inbox) for c in cells),
+            "journaled": self._retired_journaled,
         }
 
     def totals(self) -> dict[str, Any]:
