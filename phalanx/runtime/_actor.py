@@ -167,6 +167,15 @@ class Actor(pykka.ThreadingActor):
         get = cell.inbox.get
         trace_var = _context._trace
         stop_type = pykka_messages._ActorStop
+        # pykka's _handle_receive runs four isinstance checks per message; only
+        # its own message types need it, everything else goes to on_receive.
+        pykka_types = (
+            pykka_messages.ProxyCall,
+            pykka_messages.ProxyGetAttr,
+            pykka_messages.ProxySetAttr,
+        )
+        on_receive = self.on_receive
+        handle_pykka = self._handle_receive
         while True:
             item = get()
             if type(item) is Control:
@@ -179,7 +188,10 @@ class Actor(pykka.ThreadingActor):
             self._envelope = env
             token = trace_var.set(env.trace)
             try:
-                result = self._handle_receive(message)
+                if isinstance(message, pykka_types):
+                    result = handle_pykka(message)
+                else:
+                    result = on_receive(message)
             except Exception as exc:
                 trace_var.reset(token)
                 self._envelope = None
