@@ -19,7 +19,7 @@ import pykka
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import machine, median_of
+from _common import machine
 
 from phalanx import Actor, ActorSystem, Mailbox
 
