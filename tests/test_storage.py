@@ -289,3 +289,43 @@ def test_adopts_a_map_grown_by_another_process(storage: Storage) -> None:
     assert storage.map_size >= 64 * 2**20
     storage.write(lambda txn: txn.put(b"after", b"2", db=db))
     assert storage.read(lambda txn: txn.get(b"after", db=db)) == b"2"
+
+
+def test_write_now_combines_concurrent_callers_into_few_commits(storage: Storage) -> None:
+    db = storage.db("kv")
+    before = storage.stats()
+    gate = _block_writer(storage)  # the writer thread holds the commit lock meanwhile
+    results: list[Any] = []
+    lock = threading.Lock()
+
+    def writer(base: int) -> None:
+        for i in range(base, base + 50):
+            value = storage.write_now(_put_op(db, _key(i), b"v"))
+            with lock:
+                results.append(value)
+
+    threads = [threading.Thread(target=writer, args=(n * 1000,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    gate.set()  # callers queued behind the commit lock are combined by one of them
+    for t in threads:
+        t.join()
+    assert results == [True] * 400
+    assert len(_all(storage, "kv")) == 400
+    stats = storage.stats()
+    assert stats["ops"] - before["ops"] == 400 + 1
+    assert stats["commits"] - before["commits"] < 400  # combined, not one txn each
+
+
+def test_write_now_failing_op_fails_only_its_caller_and_db_works_inside(
+    storage: Storage,
+) -> None:
+    def boom(txn: Any) -> None:
+        raise KeyError("bad op")
+
+    with pytest.raises(KeyError, match="bad op"):
+        storage.write_now(boom)
+    created = storage.write_now(lambda txn: storage.db("made_inside") is not None)
+    assert created is True
+    assert storage.write_now(lambda txn: txn.put(b"k", b"v", db=storage.db("made_inside")))
+    assert _all(storage, "made_inside") == {b"k": b"v"}

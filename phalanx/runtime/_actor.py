@@ -211,4 +211,4 @@ class Actor(pykka.ThreadingActor):
             if env.reply_to is not None:
                 env.reply_to.set(result)
             if env.durable_key is not None:
-                cell.system._durable_ack(env)
+                cell.ack_later(env)

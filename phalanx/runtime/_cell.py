@@ -108,6 +108,8 @@ class ActorCell:
         self.spawned_at = time.time()
         self.recent_failures: deque[dict[str, Any]] = deque(maxlen=10)
         self.durable_seq = 0
+        # Handled durable entries not yet deleted; only the actor thread appends.
+        self._pending_acks: list[bytes] = []
         # Hook for supervisors: called (cell, reason, exc) when an incarnation ends.
         self.on_exit: Callable[[ActorCell, str, BaseException | None], None] | None = None
         self._lock = threading.RLock()
@@ -167,6 +169,8 @@ class ActorCell:
         self, actor: Actor | None, reason: str, exc: BaseException | None
     ) -> None:
         """Called when an incarnation ends, on its thread (or the starter's)."""
+        if actor is not None:
+            self.flush_acks()  # on the ending incarnation's thread
         with self._lock:
             if actor is not None and self.actor is not actor:
                 return
@@ -244,7 +248,27 @@ class ActorCell:
         if env.reply_to is not None:
             env.reply_to.set(result)
         if env.durable_key is not None:
-            self.system._durable_ack(env)
+            self.ack_later(env)
+
+    def ack_later(self, env: Envelope) -> None:
+        """Queue the durable entry of a handled envelope for deletion (actor thread only).
+
+        Deletes go out in batches of up to 64, and whenever the mailbox
+        drains, so a crash redelivers at most 64 handled messages (at least
+        once) while the journal costs one commit per batch, not per message.
+        """
+        assert env.durable_key is not None
+        acks = self._pending_acks
+        acks.append(env.durable_key)
+        env.durable_key = None
+        if len(acks) >= 64 or not len(self.inbox):
+            self.flush_acks()
+
+    def flush_acks(self) -> None:
+        """Submit every pending durable delete now."""
+        if self._pending_acks:
+            acks, self._pending_acks = self._pending_acks, []
+            self.system._durable.ack(acks)
 
     def handle_failure(self, actor: Actor, exc: Exception, env: Envelope) -> bool:
         """Apply the directive for a handler failure. True means: keep running."""
@@ -256,7 +280,7 @@ class ActorCell:
                 self.processed += 1
                 env.reply_to.set_exception((type(exc), exc, exc.__traceback__))
                 if env.durable_key is not None:
-                    system._durable_ack(env)
+                    self.ack_later(env)
             else:
                 bad_input = isinstance(exc, UnknownMessage | ValidationError)
                 reason = "validation_failed" if bad_input else "permanent_error"

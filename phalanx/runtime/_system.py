@@ -378,13 +378,13 @@ class ActorSystem:
             )
             for i, env in enumerate(envs)
         ]
-        self._durable.append(entries).result()  # Invariant: committed before tell returns.
+        self._durable.append(entries)  # Invariant: committed before tell returns.
         for env, entry in zip(envs, entries, strict=True):
             env.durable_key = entry.key
 
     def _durable_ack(self, env: Envelope) -> None:
         if env.durable_key is not None:
-            self._durable.ack(env.durable_key)
+            self._durable.ack([env.durable_key])
             env.durable_key = None
 
     def _replay_durable(self, cell: ActorCell) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +53,8 @@ class DurableMailboxes:
         """The LMDB key of message ``seq`` at ``path``."""
         return _prefix(path) + _SEQ.pack(seq)
 
-    def append(self, entries: Sequence[DurableEntry]) -> Future[None]:
-        """Journal envelopes in one write; the future resolves once they are committed.
+    def append(self, entries: Sequence[DurableEntry]) -> None:
+        """Journal envelopes in one write; returns once they are committed.
 
         Raises :class:`CodecError` at once if any message cannot be encoded
         (nothing is written then): a message that cannot be journaled must not
@@ -84,12 +83,22 @@ class DurableMailboxes:
             for key, record in records:
                 txn.put(key, record, db=db)
 
-        return self._storage.submit(op)
+        self._storage.write_now(op)
 
-    def ack(self, key: bytes) -> None:
-        """Remove a finished entry (asynchronously; ordered after its append)."""
+    def ack(self, keys: Sequence[bytes]) -> None:
+        """Remove finished entries, asynchronously, in one write.
+
+        Ordering holds because an entry is only handled after its append
+        committed, so its delete is always submitted after that commit.
+        """
         db = self._db
-        self._storage.submit(lambda txn: txn.delete(key, db=db))
+        batch = list(keys)
+
+        def op(txn: Any) -> None:
+            for key in batch:
+                txn.delete(key, db=db)
+
+        self._storage.submit(op)
 
     def next_seq(self, path: str) -> int:
         """One more than the highest seq journaled for ``path`` (0 when none)."""

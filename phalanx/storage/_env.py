@@ -148,6 +148,11 @@ class Storage:
         self._txn: Txn | None = None  # the writer's current txn
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._submit_lock = threading.Lock()
+        # Invariant: whoever runs a write txn (the writer thread, or a caller of
+        # write_now acting as combiner) holds _commit_lock and is _committer.
+        self._commit_lock = threading.Lock()
+        self._committer: threading.Thread | None = None
+        self._direct: list[_Item] = []  # write_now ops waiting for a combiner
         self._db_lock = threading.Lock()
         self._closed = False
         self._env_closed = False
@@ -192,7 +197,7 @@ class Storage:
                     raise self._translate(exc) from exc
             self._dbs[name] = handle
             return handle
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() is self._committer:
             if self._txn is None:
                 raise StorageError("db() called in the writer thread outside an op")
             # Only the writer may see handles of its uncommitted txn (_fresh).
@@ -221,6 +226,44 @@ class Storage:
         self._check_may_wait()
         return self.submit(op).result(timeout)
 
+    def write_now(self, op: Callable[[Txn], T], timeout: float | None = 30.0) -> T:
+        """Commit ``op`` from the calling thread, combined with other waiting callers.
+
+        Flat combining: the first caller to get the commit lock runs every
+        pending ``write_now`` op in one txn; the others find theirs done. It
+        skips the two thread hand-offs of :meth:`write` (measured ~100 µs per
+        call on 2 cores), which matters on the durable-mailbox ``tell`` path.
+        Ordering against :meth:`submit` ops is by commit, not by call.
+        """
+        self._check_may_wait()
+        if self.readonly:
+            raise StorageError(f"storage at {self.path} is open readonly")
+        fut: Future[T] = Future()
+        with self._submit_lock:
+            if self._closed:
+                raise StorageError(f"storage at {self.path} is closed")
+            self._direct.append((op, fut))
+        with self._commit_lock:
+            if not fut.done():
+                with self._submit_lock:
+                    pending, self._direct = self._direct, []
+                batch = [item for item in pending if item[1].set_running_or_notify_cancel()]
+                self._commit_as(batch)
+        return fut.result(timeout)
+
+    def _commit_as(self, batch: list[_Item]) -> None:
+        # Caller holds _commit_lock.
+        self._committer = threading.current_thread()
+        try:
+            self._process(batch)
+        except BaseException as exc:  # a bug here must not strand futures
+            err = StorageError(f"storage writer failed: {exc!r}")
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+        finally:
+            self._committer = None
+
     def flush(self, timeout: float | None = 30.0) -> None:
         """Barrier: return once everything submitted before it is committed."""
         if not self.readonly:
@@ -245,7 +288,7 @@ class Storage:
 
     def close(self) -> None:
         """Flush, stop and join the writer thread, close the env. Idempotent."""
-        if self._thread is not None and threading.current_thread() is self._thread:
+        if threading.current_thread() in (self._thread, self._committer):
             raise StorageError("close() called from inside a write op")
         with self._submit_lock:
             first = not self._closed
@@ -255,7 +298,7 @@ class Storage:
         if self._thread is not None:
             self._thread.join()
         if first:
-            with self._gate.exclusive():
+            with self._commit_lock, self._gate.exclusive():
                 self._env_closed = True
                 self._env.close()
 
@@ -268,7 +311,8 @@ class Storage:
     # -- internals ------------------------------------------------------------
 
     def _check_may_wait(self) -> None:
-        if threading.current_thread() is self._thread:
+        current = threading.current_thread()
+        if current is self._thread or current is self._committer:
             raise StorageError("nested write from inside a write op would deadlock")
         if getattr(self._local, "reads", 0):
             raise StorageError("write from inside a read op would deadlock")
@@ -321,13 +365,8 @@ class Storage:
                 except queue.Empty:
                     break
             if batch:
-                try:
-                    self._process(batch)
-                except BaseException as exc:  # a bug here must not strand futures
-                    err = StorageError(f"storage writer failed: {exc!r}")
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(err)
+                with self._commit_lock:
+                    self._commit_as(batch)
             if item is _STOP:
                 return
 
