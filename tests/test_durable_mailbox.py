@@ -64,7 +64,7 @@ def test_durable_entries_are_removed_once_handled(system: ActorSystem) -> None:
         system.tell("/echo", i)
     assert system.ask("/echo", "last", timeout=5) == "last"
     system.storage.flush()
-    assert system._durable.depth("/echo") == 0
+    assert system.post.journal.depth("/echo") == 0
 
 
 def test_unencodable_message_to_a_durable_mailbox_is_refused_loudly(system: ActorSystem) -> None:

@@ -62,10 +62,10 @@ class _PykkaInbox:
             else Envelope.outgoing(envelope.message, envelope.reply_to)
         )
         if type(env.message) is pykka_messages._ActorStop:
-            cell.system._count_sent()  # bypasses offer(), so counted here
+            cell.system.post.count_sent()  # bypasses offer(), so counted here
             cell.inbox.append_unbounded(env)  # a stop request must never be refused
             return
-        cell.system._deliver(cell, env)
+        cell.system.post.deliver(cell, env)
 
     def get(self) -> Any:  # pragma: no cover - the phalanx loop reads the Inbox directly
         return self._cell.inbox.get()
@@ -268,7 +268,7 @@ class ActorCell:
         """Submit every pending durable delete now."""
         if self._pending_acks:
             acks, self._pending_acks = self._pending_acks, []
-            self.system._durable.ack(acks)
+            self.system.post.journal.ack(acks)
 
     def handle_failure(self, actor: Actor, exc: Exception, env: Envelope) -> bool:
         """Apply the directive for a handler failure. True means: keep running."""
@@ -284,7 +284,7 @@ class ActorCell:
             else:
                 bad_input = isinstance(exc, UnknownMessage | ValidationError)
                 reason = "validation_failed" if bad_input else "permanent_error"
-                system._dead_letter(reason, env, self.path, error=exc)
+                system.post.dead_letter(reason, env, self.path, error=exc)
             return True
         if directive is Directive.RESTART:
             try:
@@ -305,15 +305,15 @@ class ActorCell:
                     error=repr(exc),
                 )
             else:
-                system._dead_letter("retries_exhausted", env, self.path, error=exc)
+                system.post.dead_letter("retries_exhausted", env, self.path, error=exc)
             return False
-        system._dead_letter("handler_failed", env, self.path, error=exc)
+        system.post.dead_letter("handler_failed", env, self.path, error=exc)
         return False
 
     def handle_fatal(self, exc: BaseException, env: Envelope) -> None:
         """A handler raised KeyboardInterrupt/SystemExit: fail the message loudly."""
         self.record_failure(exc, env, where="handler")
-        self.system._dead_letter("handler_failed", env, self.path, error=exc)
+        self.system.post.dead_letter("handler_failed", env, self.path, error=exc)
         with self._lock:
             self._stopping = True
 
@@ -385,7 +385,7 @@ class ActorCell:
             if self._keep_journaled and env.durable_key is not None:
                 self.kept_journaled += 1  # replayed at the next boot, not lost
                 continue
-            self.system._dead_letter("actor_stopped", env, self.path)
+            self.system.post.dead_letter("actor_stopped", env, self.path)
         self.system._retire(self, reason)
         self.terminated.set()
 

@@ -1,12 +1,10 @@
-"""The :class:`ActorSystem`: registry, delivery, dead letters, lifecycle of a node."""
+"""The :class:`ActorSystem`: the registry of addresses and the lifecycle of a node."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import itertools
 import os
-import queue
 import re
 import threading
 import time
@@ -21,55 +19,27 @@ from phalanx.errors import (
     ActorDead,
     AlreadyStarted,
     AskTimeout,
-    CircuitOpen,
     ConfigError,
-    MailboxFull,
     PhalanxError,
     StorageError,
 )
 from phalanx.runtime._actor import Actor
 from phalanx.runtime._cell import ActorCell, Decider, default_decider
 from phalanx.runtime._context import current_path, current_trace
+from phalanx.runtime._delivery import PostOffice
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._events import Event, EventStream
 from phalanx.runtime._logging import LogManager
-from phalanx.runtime._mailbox import CLOSED, OVERFLOW, Mailbox
+from phalanx.runtime._mailbox import Mailbox
 from phalanx.runtime._ref import Ref
 from phalanx.runtime._timers import Timer, Timers
-from phalanx.storage import DeadLetter, DeadLetterStore, Storage
-from phalanx.storage._durable import DurableEntry, DurableMailboxes
+from phalanx.storage import DeadLetterStore, Storage
+from phalanx.storage._durable import DurableMailboxes
 from phalanx.supervision import Retry
 
 __all__ = ["ActorSystem"]
 
 _PATH = re.compile(r"^(/[A-Za-z0-9_.:@+=-]+)+$")
-
-# Reasons whose asker should see the handler's own exception.
-_HANDLER_REASONS = frozenset(
-    {"retries_exhausted", "handler_failed", "permanent_error", "validation_failed"}
-)
-
-
-def _ask_error(reason: str, target: str | None) -> PhalanxError:
-    if reason == "mailbox_overflow":
-        return MailboxFull(f"mailbox of {target} is full; the message was dead-lettered")
-    if reason == "circuit_open":
-        return CircuitOpen(f"circuit of {target} is open; the message was dead-lettered")
-    return ActorDead(f"no live actor at {target} ({reason}); the message was dead-lettered")
-
-
-class _Counter:
-    """A thread-safe counter (``+=`` on an int is not atomic across threads)."""
-
-    __slots__ = ("_lock", "value")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.value = 0
-
-    def add(self, n: int = 1) -> None:
-        with self._lock:
-            self.value += n
 
 
 class ActorSystem:
@@ -111,20 +81,17 @@ class ActorSystem:
         self._order = itertools.count()
         self._spawn_order: dict[str, int] = {}
         self._lock = threading.RLock()
-        self._sent = _Counter()
-        self._dead_lettered = _Counter()
         self._retired_processed = 0
         self._retired_offered = 0
         self._retired_journaled = 0
         self._retired_restarts = 0
-        self._dl_by_reason: dict[str, int] = {}
-        self._overflow_log: dict[str, tuple[float, int]] = {}
         self._started = False
         self._closed = False
         # True while there is nowhere to put a message: before start, after shutdown.
         self._sealed = True
         self._lock_fd: int | None = None
         self.events = EventStream()
+        self.post = PostOffice(self._cells, self.events)
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -157,8 +124,10 @@ class ActorSystem:
         except StorageError:
             self._release_lock()
             raise
-        self.dead_letters: DeadLetterStore = DeadLetterStore(self.storage, deliver=self._redeliver)
-        self._durable = DurableMailboxes(self.storage)
+        self.dead_letters: DeadLetterStore = DeadLetterStore(
+            self.storage, deliver=self.post.redeliver
+        )
+        self.post.attach(self.dead_letters, DurableMailboxes(self.storage))
         self.logs = LogManager(
             self.var_dir / "logs",
             retention_days=self._log_retention,
@@ -172,7 +141,7 @@ class ActorSystem:
         self._started = True
         self._sealed = False
         self._event("node_started", None, var_dir=str(self.var_dir))
-        self.dead_letters.drain_outbox(self._redeliver)
+        self.dead_letters.drain_outbox(self.post.redeliver)
         self._apply_retention()
         self._retention_timer = self.timers.call_every(3600.0, self._apply_retention)
         return self
@@ -260,7 +229,9 @@ class ActorSystem:
             self._cells[path] = cell
             self._spawn_order[path] = next(self._order)
         if cell.inbox.mailbox.durable:
-            self._replay_durable(cell)
+            replayed = self.post.replay(cell)
+            if replayed:
+                self._event("durable_replay", path, messages=replayed)
         cell.start_incarnation()
         if not cell.wait_first_start(self.start_timeout):
             cell.request_stop()
@@ -297,13 +268,7 @@ class ActorSystem:
         """Send ``message`` to ``path``; undeliverable messages are dead-lettered."""
         if self._sealed:
             self._refuse_if_closed()
-        env = Envelope.outgoing(message)
-        cell = self._cells.get(path)
-        if cell is None:
-            self._sent.add()
-            self._dead_letter("dead_target", env, path)
-            return
-        self._deliver(cell, env)
+        self.post.send(path, Envelope.outgoing(message))
 
     def tell_many(self, path: str, messages: Iterable[Any]) -> None:
         """Tell each message in order; a durable mailbox journals them in one commit.
@@ -312,29 +277,13 @@ class ActorSystem:
         (and one fsync) for the whole batch instead of one per message.
         """
         self._refuse_if_closed()
-        envs = [Envelope.outgoing(message) for message in messages]
-        cell = self._cells.get(path)
-        if cell is None:
-            for env in envs:
-                self._sent.add()
-                self._dead_letter("dead_target", env, path)
-            return
-        if cell.inbox.mailbox.durable and envs:
-            self._durable_append(cell, envs)
-        for env in envs:
-            self._deliver(cell, env)
+        self.post.send_many(path, [Envelope.outgoing(message) for message in messages])
 
     def ask_future(self, path: str, message: Any) -> Future[Any]:
         """Send and return the reply future; delivery errors are set on it."""
         self._refuse_if_closed()
         future: Future[Any] = ThreadingFuture()
-        env = Envelope.outgoing(message, future)
-        cell = self._cells.get(path)
-        if cell is None:
-            self._sent.add()
-            self._dead_letter("dead_target", env, path)
-        else:
-            self._deliver(cell, env)
+        self.post.send(path, Envelope.outgoing(message, future))
         return future
 
     def ask(self, path: str, message: Any, timeout: float | None = 5.0) -> Any:
@@ -344,139 +293,6 @@ class ActorSystem:
             return future.get(timeout=timeout)
         except Timeout as exc:
             raise AskTimeout(f"no reply from {path} within {timeout}s") from exc
-
-    def _deliver(self, cell: ActorCell, env: Envelope) -> bool:
-        # Counted as sent by Inbox.offer (under its lock: no second lock here).
-        if cell.inbox.mailbox.durable and env.durable_key is None:
-            self._durable_append(cell, [env])
-        spilled, reason = cell.inbox.offer(env)
-        if spilled is None:
-            return True
-        if reason == CLOSED:
-            self._sent.add()  # offer() does not count refusals by a closed inbox
-        self._dead_letter(reason or OVERFLOW, spilled, cell.path)
-        return spilled is not env
-
-    def _count_sent(self) -> None:
-        self._sent.add()
-
-    # --- durable mailboxes -------------------------------------------------
-
-    def _durable_append(self, cell: ActorCell, envs: list[Envelope]) -> None:
-        with cell._lock:
-            first = cell.durable_seq
-            cell.durable_seq += len(envs)
-        entries = [
-            DurableEntry(
-                key=self._durable.key(cell.path, first + i),
-                message_id=env.message_id,
-                message=env.message,
-                sender=env.sender,
-                attempt=env.attempt,
-                enqueued_at=env.enqueued_at,
-                trace=dict(env.trace),
-            )
-            for i, env in enumerate(envs)
-        ]
-        self._durable.append(entries)  # Invariant: committed before tell returns.
-        for env, entry in zip(envs, entries, strict=True):
-            env.durable_key = entry.key
-
-    def _durable_ack(self, env: Envelope) -> None:
-        if env.durable_key is not None:
-            self._durable.ack([env.durable_key])
-            env.durable_key = None
-
-    def _replay_durable(self, cell: ActorCell) -> None:
-        cell.durable_seq = self._durable.next_seq(cell.path)
-        entries = self._durable.load(cell.path)
-        for entry in entries:
-            env = Envelope(
-                entry.message,
-                message_id=entry.message_id or None,
-                sender=entry.sender,
-                attempt=entry.attempt,
-                enqueued_at=entry.enqueued_at,
-                trace=entry.trace,
-            )
-            env.durable_key = entry.key
-            if isinstance(entry.message, Exception):
-                self._dead_letter("validation_failed", env, cell.path, error=entry.message)
-                continue
-            self._sent.add()
-            cell.inbox.append_unbounded(env)
-        if entries:
-            self._event("durable_replay", cell.path, messages=len(entries))
-
-    # --- dead letters ------------------------------------------------------
-
-    def _dead_letter(
-        self, reason: str, env: Envelope, target: str | None, error: BaseException | None = None
-    ) -> None:
-        """Record an undeliverable envelope. Invariant: every refusal path ends here."""
-        future = env.reply_to
-        if future is not None:
-            exc = error if (error is not None and reason in _HANDLER_REASONS) else None
-            if exc is None:
-                exc = _ask_error(reason, target)
-            with contextlib.suppress(queue.Full):
-                future.set_exception((type(exc), exc, exc.__traceback__))
-        message = env.message
-        dl_id = self.dead_letters.put(
-            reason=reason,
-            message=message,
-            target=target,
-            sender=env.sender,
-            message_id=env.message_id,
-            error=error,
-            attempts=env.attempt,
-            trace=env.trace,
-            dead_letter_id=env.dead_letter_id,
-        )
-        self._durable_ack(env)
-        with self._dead_lettered._lock:
-            self._dead_lettered.value += 1
-            self._dl_by_reason[reason] = self._dl_by_reason.get(reason, 0) + 1
-        self._note_dead_letter(reason, target, dl_id, error)
-
-    def _note_dead_letter(
-        self, reason: str, target: str | None, dl_id: str, error: BaseException | None
-    ) -> None:
-        # Overflow can spill 100k+/s: log it at most once a second per target,
-        # with the count. Every dead letter is still a durable record.
-        if reason == "mailbox_overflow":
-            now = time.monotonic()
-            key = target or ""
-            last, count = self._overflow_log.get(key, (0.0, 0))
-            if now - last < 1.0:
-                self._overflow_log[key] = (last, count + 1)
-                return
-            self._overflow_log[key] = (now, 0)
-            self.events.publish("dead_letter", target, reason=reason, id=dl_id, since_last=count)
-            return
-        self.events.publish(
-            "dead_letter",
-            target,
-            reason=reason,
-            id=dl_id,
-            error=repr(error) if error is not None else None,
-        )
-
-    def _redeliver(self, record: DeadLetter, target: str) -> None:
-        env = Envelope(
-            record.message,
-            message_id=record.message_id,
-            sender=record.sender,
-            attempt=record.attempts,
-            trace=record.trace,
-            dead_letter_id=record.id,
-        )
-        cell = self._cells.get(target)
-        if cell is None:
-            self._sent.add()
-            self._dead_letter("dead_target", env, target)
-        else:
-            self._deliver(cell, env)
 
     # --- control -----------------------------------------------------------
 
@@ -520,13 +336,7 @@ class ActorSystem:
         trace, sender = dict(current_trace()), current_path()
 
         def send() -> None:
-            env = Envelope(message, sender=sender, trace=trace)
-            cell = self._cells.get(path)
-            if cell is None:
-                self._sent.add()
-                self._dead_letter("dead_target", env, path)
-            else:
-                self._deliver(cell, env)
+            self.post.send(path, Envelope(message, sender=sender, trace=trace))
 
         return send
 
@@ -597,10 +407,11 @@ class ActorSystem:
             cells = list(self._cells.values())
             handled = self._retired_processed + sum(c.processed for c in cells)
             offered = self._retired_offered + sum(c.inbox.offered for c in cells)
+        sent, dead_lettered, _ = self.post.counts()
         return {
-            "sent": self._sent.value + offered,
+            "sent": sent + offered,
             "handled": handled,
-            "dead_lettered": self._dead_lettered.value,
+            "dead_lettered": dead_lettered,
             "queued": sum(len(c.inbox) for c in cells),
             "journaled": self._retired_journaled,
         }
@@ -609,9 +420,7 @@ class ActorSystem:
         """Run totals for this node's lifetime: restarts and dead letters by reason."""
         with self._lock:
             restarts = self._retired_restarts + sum(c.restarts for c in self._cells.values())
-        with self._dead_lettered._lock:
-            by_reason = dict(self._dl_by_reason)
-        return {"restarts": restarts, "dead_letters": by_reason}
+        return {"restarts": restarts, "dead_letters": self.post.counts()[2]}
 
     # --- logging -----------------------------------------------------------
 
