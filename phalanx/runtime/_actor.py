@@ -7,6 +7,7 @@ address (an ``ActorCell``), not by the instance. pykka's ``ActorRef``, ``ask``,
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,10 +25,31 @@ if TYPE_CHECKING:
     from phalanx.runtime._system import ActorSystem
     from phalanx.runtime._timers import Timer
 
-__all__ = ["Actor", "ExitReason"]
+__all__ = ["Actor", "ActorKilled", "ExitReason", "interrupt_thread"]
 
 # The cell being given a new incarnation on this thread (set around the factory call).
 _constructing = threading.local()
+
+
+class ActorKilled(BaseException):
+    """Raised asynchronously in an actor thread whose shutdown overran its timeout.
+
+    A BaseException so user ``except Exception`` blocks do not swallow it.
+    CPython delivers it between bytecodes: code blocked inside one C call
+    (a long ``time.sleep``, a socket read) is only interrupted when that
+    call returns. That is the limit of stopping threads in Python.
+    """
+
+
+def interrupt_thread(thread: threading.Thread) -> bool:
+    """Raise :class:`ActorKilled` inside ``thread``; True if it was delivered."""
+    ident = thread.ident
+    if ident is None or not thread.is_alive():
+        return False
+    delivered = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), ctypes.py_object(ActorKilled)
+    )
+    return bool(delivered == 1)
 
 
 class ExitReason:
@@ -133,13 +155,15 @@ class Actor(pykka.ThreadingActor):
     def _actor_loop(self) -> None:
         cell = self._cell
         path_token = _context._path.set(cell.path)
+        reason: str = ExitReason.KILLED
+        exc: BaseException | None = None
         try:
             try:
                 self.on_start()
                 if cell.incarnation > 1:
                     self.post_restart()
             except Exception as start_exc:
-                cell.incarnation_ended(self, ExitReason.START_FAILED, start_exc)
+                reason, exc = ExitReason.START_FAILED, start_exc
                 return
             cell.incarnation_started(self)
             reason, exc = self._run_loop(cell)
@@ -148,10 +172,14 @@ class Actor(pykka.ThreadingActor):
                     self.on_stop()
                 except Exception as stop_exc:
                     cell.record_failure(stop_exc, None, where="on_stop")
-            self.actor_stopped.set()
-            cell.incarnation_ended(self, reason, exc)
+        except ActorKilled:
+            reason, exc = ExitReason.KILLED, None  # interrupted: an overrun shutdown
         finally:
+            # Invariant: every incarnation reports its end exactly once, whatever
+            # raised above, so supervisors and shutdown never wait forever.
+            self.actor_stopped.set()
             _context._path.reset(path_token)
+            cell.incarnation_ended(self, reason, exc)
 
     def _run_loop(self, cell: ActorCell) -> tuple[str, BaseException | None]:
         """Handle envelopes until a control signal, a stop, or a crash.
@@ -198,6 +226,12 @@ class Actor(pykka.ThreadingActor):
                 if cell.handle_failure(self, exc, env):
                     continue  # resumed: the incarnation keeps running
                 return ExitReason.CRASHED, exc
+            except ActorKilled as exc:
+                # Interrupted by an overrun shutdown: the message fails loudly.
+                trace_var.reset(token)
+                self._envelope = None
+                cell.system.post.dead_letter("handler_failed", env, cell.path, error=exc)
+                return ExitReason.KILLED, None
             except BaseException as exc:
                 # KeyboardInterrupt/SystemExit: fail the message and end the incarnation.
                 trace_var.reset(token)

@@ -11,28 +11,35 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 from pykka import messages as pykka_messages
 
 from phalanx.errors import UnknownMessage
-from phalanx.runtime._actor import Actor, ExitReason, _constructing
+from phalanx.runtime._actor import Actor, ExitReason, _constructing, interrupt_thread
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._mailbox import Control, Inbox, Mailbox
-from phalanx.supervision import Directive, Retry, backoff_delay
+from phalanx.supervision import Directive, Retry
 
 if TYPE_CHECKING:
     from phalanx.runtime._system import ActorSystem
     from phalanx.runtime._timers import Timer
 
-__all__ = ["ActorCell", "Decider", "default_decider"]
+__all__ = ["ActorCell", "Decider", "Parent", "default_decider"]
 
 Decider = Callable[[BaseException], Directive]
 Factory = Callable[..., Actor]
 
 KILL = Control(ExitReason.KILLED)
 SHUTDOWN = Control(ExitReason.SHUTDOWN)
+
+
+class Parent(Protocol):
+    """What a cell reports to: the root policy or an OTP supervisor."""
+
+    def child_exited(self, cell: ActorCell, reason: str, exc: BaseException | None) -> None:
+        """An incarnation ended without being asked to (called on the exiting thread)."""
 
 
 def default_decider(exc: BaseException) -> Directive:
@@ -110,17 +117,23 @@ class ActorCell:
         self.durable_seq = 0
         # Handled durable entries not yet deleted; only the actor thread appends.
         self._pending_acks: list[bytes] = []
-        # Hook for supervisors: called (cell, reason, exc) when an incarnation ends.
-        self.on_exit: Callable[[ActorCell, str, BaseException | None], None] | None = None
+        # The supervisor told of every incarnation end it did not ask for.
+        self.parent: Parent | None = None
+        # The decider's directive for the last handler failure (None after a kill).
+        self.last_directive: Directive | None = None
+        # Breaker state shown by stats(); the supervisor owns the breaker itself.
+        self.breaker_state: str | None = None
+        self.restart_timer: Timer | None = None
+        # Restart bookkeeping owned by the parent policy (opaque to the cell).
+        self.restart_state: Any = None
         self._lock = threading.RLock()
         self._stopping = False
+        self._expected_exit = False
         self._keep_journaled = False
         self.kept_journaled = 0
-        self._consecutive = 0
-        self._start_failures = 0
-        self._last_failure = 0.0
-        self._restart_timer: Timer | None = None
         self._first_start = threading.Event()
+        self._ended = threading.Event()
+        self._ended.set()
         self.start_error: BaseException | None = None
         self.terminated = threading.Event()
 
@@ -133,6 +146,8 @@ class ActorCell:
                 return
             self.incarnation += 1
             self.inbox.clear_controls()
+            self._ended.clear()
+            self.last_directive = None
             _constructing.cell = self
             try:
                 actor = self.factory(*self.args, **self.kwargs)
@@ -160,7 +175,6 @@ class ActorCell:
         """Called on the actor thread once ``on_start`` succeeded."""
         with self._lock:
             self.status = "running"
-            self._start_failures = 0
         self._first_start.set()
         kind = "actor_restarted" if self.incarnation > 1 else "actor_started"
         self.system._event(kind, self.path, incarnation=self.incarnation)
@@ -168,7 +182,11 @@ class ActorCell:
     def incarnation_ended(
         self, actor: Actor | None, reason: str, exc: BaseException | None
     ) -> None:
-        """Called when an incarnation ends, on its thread (or the starter's)."""
+        """Called when an incarnation ends, on its thread (or the starter's).
+
+        Invariant: the parent hears of every end it did not cause itself,
+        except a failed *first* start, which fails the starter instead.
+        """
         if actor is not None:
             self.flush_acks()  # on the ending incarnation's thread
         with self._lock:
@@ -178,67 +196,78 @@ class ActorCell:
             self.inbox.clear_controls()
             if exc is not None and reason == ExitReason.START_FAILED:
                 self.record_failure(exc, None, where="start")
-            first = not self._first_start.is_set()
-            if self._stopping or reason in (ExitReason.NORMAL, ExitReason.SHUTDOWN):
-                self._finish_stop(reason)
-            elif first and reason == ExitReason.START_FAILED:
-                # The first start failing fails spawn() itself, as in OTP.
+            first_start_failed = not self._first_start.is_set() and (
+                reason == ExitReason.START_FAILED
+            )
+            if first_start_failed:
                 self.start_error = exc
+            expected, self._expected_exit = self._expected_exit, False
+            notify = False
+            if self._stopping:
                 self._finish_stop(reason)
-            elif (
-                reason == ExitReason.CRASHED
-                and exc is not None
-                and self._crash_directive(exc) in (Directive.STOP, Directive.ESCALATE)
-            ):
-                self._finish_stop(reason)
-            else:
-                self._schedule_restart(reason, exc)
+            elif not first_start_failed:
+                self.status = "restarting"
+                notify = not expected
+            self._ended.set()
         self._first_start.set()
-        if self.on_exit is not None:
-            self.on_exit(self, reason, exc)
+        if notify and self.parent is not None:
+            self.parent.child_exited(self, reason, exc)
+
+    def start(self, timeout: float) -> BaseException | None:
+        """Start the next incarnation and wait for its ``on_start``.
+
+        Returns None once it runs, or the error that failed its start (the
+        cell is then left ``restarting``, for the caller to retry or finish).
+        """
+        self.start_error = None
+        self._first_start.clear()
+        self.start_incarnation()
+        if not self._first_start.wait(timeout):
+            return TimeoutError(f"{self.path} did not finish on_start within {timeout}s")
+        return self.start_error
+
+    def end_incarnation(self, *, brutal: bool, timeout: float | None) -> bool:
+        """End the current incarnation at a supervisor's request, keeping the address.
+
+        Not a failure: the parent is not told. ``brutal`` skips ``on_stop``
+        (a kill). A graceful end that overruns ``timeout`` is killed, and a
+        handler or ``on_stop`` stuck in Python code is interrupted. Returns
+        True once the incarnation has ended.
+        """
+        with self._lock:
+            if self.actor is None:
+                return True
+            self._expected_exit = True
+            self.inbox.put_control(KILL if brutal else SHUTDOWN)
+            thread = self.thread
+        if self._ended.wait(timeout):
+            return True
+        with self._lock:
+            if self.actor is None:
+                return True
+            self.inbox.put_control(KILL)
+        if thread is not None:
+            interrupt_thread(thread)
+        return self._ended.wait(5.0)
+
+    def finish(self, reason: str = ExitReason.SHUTDOWN, *, keep_journaled: bool = False) -> None:
+        """Stop for good with no incarnation running (a parent decided not to restart)."""
+        with self._lock:
+            self._keep_journaled = keep_journaled
+            if self.restart_timer is not None:
+                self.restart_timer.cancel()
+                self.restart_timer = None
+            if self.actor is None:
+                self._finish_stop(reason)
+                return
+            self._stopping = True
+            self.inbox.put_control(SHUTDOWN)
 
     def _crash_directive(self, exc: BaseException) -> Directive:
         try:
             return self.decider(exc)
         except Exception:
             return Directive.RESTART
-
-    def _schedule_restart(self, reason: str, exc: BaseException | None) -> None:
-        now = time.monotonic()
-        if now - self._last_failure > self.retry.reset_after:
-            self._consecutive = 0
-        self._consecutive += 1
-        self._last_failure = now
-        if reason == ExitReason.START_FAILED:
-            self._start_failures += 1
-            if self._start_failures >= self.retry.max_attempts:
-                self.system._event(
-                    "child_start_failed",
-                    self.path,
-                    attempts=self._start_failures,
-                    error=repr(exc),
-                )
-                self._finish_stop(reason)
-                return
-        delay = backoff_delay(self.retry, self._consecutive)
-        self.status = "backoff" if delay > 0 else "restarting"
-        self.system._event(
-            "actor_crashed",
-            self.path,
-            reason=reason,
-            error=repr(exc) if exc is not None else None,
-            restart_in_s=round(delay, 4),
-        )
-        self._restart_timer = self.system.timers.call_later(delay, self._restart)
-
-    def _restart(self) -> None:
-        with self._lock:
-            self._restart_timer = None
-            if self._stopping:
-                return
-            self.status = "restarting"
-            self.restarts += 1
-            self.start_incarnation()
 
     # --- messages ----------------------------------------------------------
 
@@ -274,6 +303,7 @@ class ActorCell:
         """Apply the directive for a handler failure. True means: keep running."""
         self.record_failure(exc, env, where="handler")
         directive = self._crash_directive(exc)
+        self.last_directive = directive
         system = self.system
         if directive is Directive.RESUME:
             if env.reply_to is not None:
@@ -356,9 +386,9 @@ class ActorCell:
                 return
             self._stopping = True
             self._keep_journaled = keep_journaled
-            if self._restart_timer is not None:
-                self._restart_timer.cancel()
-                self._restart_timer = None
+            if self.restart_timer is not None:
+                self.restart_timer.cancel()
+                self.restart_timer = None
             if self.actor is None:
                 self._finish_stop(ExitReason.SHUTDOWN)
                 return
@@ -405,6 +435,6 @@ class ActorCell:
             "restarts": self.restarts,
             "failures": self.failures,
             "incarnation": self.incarnation,
-            "breaker": None,
+            "breaker": self.breaker_state,
             "spawned_at": self.spawned_at,
         }

@@ -36,6 +36,7 @@ from phalanx.runtime._timers import Timer, Timers
 from phalanx.storage import DeadLetterStore, Storage
 from phalanx.storage._durable import DurableMailboxes
 from phalanx.supervision import Retry
+from phalanx.supervision._root import RootPolicy
 
 __all__ = ["ActorSystem"]
 
@@ -92,6 +93,7 @@ class ActorSystem:
         self._lock_fd: int | None = None
         self.events = EventStream()
         self.post = PostOffice(self._cells, self.events)
+        self._root = RootPolicy(self)
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -228,17 +230,18 @@ class ActorSystem:
                 raise AlreadyStarted(f"an actor is already running at {path}")
             self._cells[path] = cell
             self._spawn_order[path] = next(self._order)
+        cell.parent = self._root
         if cell.inbox.mailbox.durable:
             replayed = self.post.replay(cell)
             if replayed:
                 self._event("durable_replay", path, messages=replayed)
-        cell.start_incarnation()
-        if not cell.wait_first_start(self.start_timeout):
-            cell.request_stop()
-            raise AskTimeout(f"{path} did not finish on_start within {self.start_timeout}s")
-        if cell.start_error is not None:
+        error = cell.start(self.start_timeout)
+        if error is not None:
+            cell.finish("start_failed", keep_journaled=True)
             cell.join(self.start_timeout)
-            raise cell.start_error
+            if isinstance(error, TimeoutError):
+                raise AskTimeout(str(error)) from None
+            raise error
         return Ref(self, path)
 
     def ref(self, path: str) -> Ref:
