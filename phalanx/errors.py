@@ -19,8 +19,13 @@ from __future__ import annotations
 
 __all__ = [
     "ActorDead",
+    "AlreadyPresent",
     "AlreadyStarted",
     "AskTimeout",
+    "ChildError",
+    "ChildNotFound",
+    "ChildRestarting",
+    "ChildRunning",
     "CircuitOpen",
     "CodecError",
     "ConfigError",
@@ -29,6 +34,7 @@ __all__ = [
     "MailboxFull",
     "PhalanxError",
     "StorageError",
+    "SupervisorStartFailed",
     "UnknownMessage",
 ]
 
@@ -76,8 +82,32 @@ class DeadLetterError(PhalanxError, LookupError):
     """A dead-letter record is missing, or not in a state that allows the operation."""
 
 
-class AlreadyStarted(PhalanxError):
-    """A live actor or child already holds that path or id."""
+class ChildError(PhalanxError):
+    """A supervisor refused a child operation (one subclass per OTP error return)."""
+
+
+class AlreadyStarted(ChildError):
+    """A live actor or child already holds that path or id (OTP ``already_started``)."""
+
+
+class AlreadyPresent(ChildError):
+    """A child spec with that id exists but is not running (OTP ``already_present``)."""
+
+
+class ChildNotFound(ChildError, LookupError):
+    """No child with that id or path (OTP ``not_found``)."""
+
+
+class ChildRunning(ChildError):
+    """The child is running, so it cannot be restarted or deleted (OTP ``running``)."""
+
+
+class ChildRestarting(ChildError):
+    """The child is being restarted (OTP ``restarting``)."""
+
+
+class SupervisorStartFailed(ChildError):
+    """A static child failed to start, so its supervisor did not start."""
 
 
 class UnknownMessage(PhalanxError, TypeError):

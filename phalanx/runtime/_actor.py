@@ -246,3 +246,5 @@ class Actor(pykka.ThreadingActor):
                 env.reply_to.set(result)
             if env.durable_key is not None:
                 cell.ack_later(env)
+            if cell.trial_notify is not None:
+                cell.report_trial()

@@ -123,6 +123,8 @@ class ActorCell:
         self.last_directive: Directive | None = None
         # Breaker state shown by stats(); the supervisor owns the breaker itself.
         self.breaker_state: str | None = None
+        # Set by a supervisor during a half-open trial: called once on the next success.
+        self.trial_notify: Callable[[], None] | None = None
         self.restart_timer: Timer | None = None
         # Restart bookkeeping owned by the parent policy (opaque to the cell).
         self.restart_state: Any = None
@@ -278,6 +280,12 @@ class ActorCell:
             env.reply_to.set(result)
         if env.durable_key is not None:
             self.ack_later(env)
+
+    def report_trial(self) -> None:
+        """A message was handled while a half-open trial was pending: tell the supervisor."""
+        notify, self.trial_notify = self.trial_notify, None
+        if notify is not None:
+            notify()
 
     def ack_later(self, env: Envelope) -> None:
         """Queue the durable entry of a handled envelope for deletion (actor thread only).

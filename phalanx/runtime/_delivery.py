@@ -86,6 +86,10 @@ class PostOffice:
 
     def deliver(self, cell: ActorCell, env: Envelope) -> bool:
         """Queue ``env`` in ``cell``'s inbox; whatever spills is dead-lettered."""
+        if cell.breaker_state == "open":
+            self.count_sent()
+            self.dead_letter("circuit_open", env, cell.path)
+            return False
         # Counted as sent by Inbox.offer, under its own lock.
         if cell.inbox.mailbox.durable and env.durable_key is None:
             self.append_journal(cell, [env])

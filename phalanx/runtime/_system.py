@@ -8,7 +8,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,8 +35,9 @@ from phalanx.runtime._ref import Ref
 from phalanx.runtime._timers import Timer, Timers
 from phalanx.storage import DeadLetterStore, Storage
 from phalanx.storage._durable import DurableMailboxes
-from phalanx.supervision import Retry
+from phalanx.supervision import ChildSpec, Retry, Strategy
 from phalanx.supervision._root import RootPolicy
+from phalanx.supervision._supervisor import AutoShutdown, Supervisor, SupervisorRef, _always_resume
 
 __all__ = ["ActorSystem"]
 
@@ -166,11 +167,16 @@ class ActorSystem:
             return
         self._closed = True
         deadline = time.monotonic() + timeout
-        with self._lock:
-            cells = sorted(self._cells.values(), key=lambda c: -self._spawn_order[c.path])
-        for cell in cells:
-            cell.request_stop(keep_journaled=True)
-            cell.join(max(0.05, deadline - time.monotonic()))
+        # Top-level actors in reverse spawn order; each supervisor stops its own
+        # subtree by its children's shutdown specs. Then anything left over.
+        for top_level_only in (True, False):
+            with self._lock:
+                cells = sorted(self._cells.values(), key=lambda c: -self._spawn_order[c.path])
+            for cell in cells:
+                if top_level_only and cell.parent is not self._root:
+                    continue
+                cell.request_stop(keep_journaled=True)
+                cell.join(max(0.05, deadline - time.monotonic()))
         self.timers.close()
         self._event("node_stopped", None)
         self._sealed = True
@@ -210,6 +216,54 @@ class ActorSystem:
         raised, ``spawn`` raises the same exception and nothing stays at ``path``.
         """
         self._require_running()
+        cell = self._new_cell(path, factory, args, kwargs, mailbox, retry, decider)
+        cell.parent = self._root
+        error = cell.start(self.start_timeout)
+        if error is not None:
+            cell.finish("start_failed", keep_journaled=True)
+            cell.join(self.start_timeout)
+            if isinstance(error, TimeoutError):
+                raise AskTimeout(str(error)) from None
+            raise error
+        return Ref(self, path)
+
+    def supervise(
+        self,
+        path: str,
+        strategy: Strategy = "one_for_one",
+        intensity: int = 3,
+        period: float = 5.0,
+        children: Sequence[ChildSpec] = (),
+        auto_shutdown: AutoShutdown = "never",
+    ) -> SupervisorRef:
+        """Start an OTP supervisor at ``path`` with ``children`` (started in order).
+
+        Raises :class:`SupervisorStartFailed` if a child fails to start; the
+        children already started are stopped again, in reverse order.
+        """
+        self.spawn(
+            Supervisor,
+            path,
+            strategy,
+            intensity,
+            period,
+            tuple(children),
+            auto_shutdown,
+            decider=_always_resume,
+        )
+        return SupervisorRef(self, path)
+
+    def _new_cell(
+        self,
+        path: str,
+        factory: Callable[..., Actor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        mailbox: Mailbox | None = None,
+        retry: Retry | None = None,
+        decider: Decider | None = None,
+    ) -> ActorCell:
+        """Register a new address (no incarnation yet); replays its durable journal."""
         if not isinstance(path, str) or not _PATH.match(path):
             raise ValueError(
                 f"invalid actor path {path!r}: use /segment[/segment...] with letters, "
@@ -230,19 +284,11 @@ class ActorSystem:
                 raise AlreadyStarted(f"an actor is already running at {path}")
             self._cells[path] = cell
             self._spawn_order[path] = next(self._order)
-        cell.parent = self._root
         if cell.inbox.mailbox.durable:
             replayed = self.post.replay(cell)
             if replayed:
                 self._event("durable_replay", path, messages=replayed)
-        error = cell.start(self.start_timeout)
-        if error is not None:
-            cell.finish("start_failed", keep_journaled=True)
-            cell.join(self.start_timeout)
-            if isinstance(error, TimeoutError):
-                raise AskTimeout(str(error)) from None
-            raise error
-        return Ref(self, path)
+        return cell
 
     def ref(self, path: str) -> Ref:
         """A :class:`Ref` to ``path``; valid even before or after an actor lives there."""
@@ -387,18 +433,41 @@ class ActorSystem:
 
     def tree(self) -> dict[str, Any]:
         """The supervision tree as a nested dict: path, kind, strategy, status, children."""
-        children = []
-        for path in self.paths():
-            cell = self._cells.get(path)
-            if cell is not None:
-                children.append({**cell.stats(), "kind": "actor", "children": []})
+        with self._lock:
+            top = [c for c in self._cells.values() if c.parent is self._root]
+            top.sort(key=lambda c: self._spawn_order.get(c.path, 0))
         return {
             "path": "/",
             "kind": "supervisor",
-            "strategy": "one_for_one",
+            "strategy": "root",
             "status": "stopped" if self._closed else "running",
-            "children": children,
+            "children": [self._subtree(cell) for cell in top],
         }
+
+    def _subtree(self, cell: ActorCell) -> dict[str, Any]:
+        node = {**cell.stats(), "kind": "actor", "children": []}
+        actor = cell.actor
+        if isinstance(actor, Supervisor):
+            node.update(
+                kind="supervisor",
+                strategy=actor.strategy,
+                intensity=actor.introspect()["intensity"],
+                period=actor.introspect()["period"],
+            )
+            for child in actor.children_view():
+                child_cell = self._cells.get(child["path"])
+                if child_cell is not None:
+                    node["children"].append(self._subtree(child_cell))
+                else:
+                    node["children"].append(
+                        {
+                            "path": child["path"],
+                            "kind": child["type"],
+                            "status": child["status"],
+                            "children": [],
+                        }
+                    )
+        return node
 
     def counters(self) -> dict[str, int]:
         """Conservation: sent = handled + dead_lettered + queued + journaled (+ in flight).

@@ -43,6 +43,7 @@ class ChildSpec:
     intensity: int = 3
     period: float = 5.0
     children: Sequence[ChildSpec] = ()
+    auto_shutdown: Literal["never", "any_significant", "all_significant"] = "never"
 
     def __post_init__(self) -> None:
         if not self.id or "/" in self.id:
@@ -80,6 +81,8 @@ class ChildSpec:
         period: float = 5.0,
         children: Sequence[ChildSpec] = (),
         restart: RestartType = "permanent",
+        auto_shutdown: Literal["never", "any_significant", "all_significant"] = "never",
+        significant: bool = False,
     ) -> ChildSpec:
         """The spec of a nested supervisor; its children's paths extend its own."""
         return cls(
@@ -90,4 +93,6 @@ class ChildSpec:
             intensity=intensity,
             period=period,
             children=tuple(children),
+            auto_shutdown=auto_shutdown,
+            significant=significant,
         )
