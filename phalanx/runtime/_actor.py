@@ -141,6 +141,13 @@ class Actor(pykka.ThreadingActor):
         """A JSON-safe view of this actor's state for the shell's ``inspect``."""
         return {"class": type(self).__qualname__}
 
+    def _after_incarnation(self, reason: str) -> None:
+        """Runtime hook: runs on this thread after every end, kill and crash included.
+
+        Unlike ``on_stop`` it cannot be skipped; supervisors use it to take
+        their children down with them (OTP links).
+        """
+
     # --- the core loop -----------------------------------------------------
 
     def _start_actor_loop(self) -> None:
@@ -177,9 +184,14 @@ class Actor(pykka.ThreadingActor):
         finally:
             # Invariant: every incarnation reports its end exactly once, whatever
             # raised above, so supervisors and shutdown never wait forever.
-            self.actor_stopped.set()
-            _context._path.reset(path_token)
-            cell.incarnation_ended(self, reason, exc)
+            try:
+                self._after_incarnation(reason)
+            except Exception as hook_exc:
+                cell.record_failure(hook_exc, None, where="teardown")
+            finally:
+                self.actor_stopped.set()
+                _context._path.reset(path_token)
+                cell.incarnation_ended(self, reason, exc)
 
     def _run_loop(self, cell: ActorCell) -> tuple[str, BaseException | None]:
         """Handle envelopes until a control signal, a stop, or a crash.

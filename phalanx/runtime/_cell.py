@@ -69,8 +69,8 @@ class _PykkaInbox:
             else Envelope.outgoing(envelope.message, envelope.reply_to)
         )
         if type(env.message) is pykka_messages._ActorStop:
-            cell.system.post.count_sent()  # bypasses offer(), so counted here
-            cell.inbox.append_unbounded(env)  # a stop request must never be refused
+            if cell.inbox.append_unbounded(env):  # a stop request is never refused
+                cell.system.post.count_sent()  # bypasses offer(), so counted here
             return
         cell.system.post.deliver(cell, env)
 

@@ -157,11 +157,17 @@ class Inbox:
             self._items.appendleft(envelope)
             self._cond.notify_all()
 
-    def append_unbounded(self, envelope: Envelope) -> None:
-        """Queue ``envelope`` last, ignoring capacity (stop requests only)."""
+    def append_unbounded(self, envelope: Envelope) -> bool:
+        """Queue ``envelope`` last, ignoring capacity (control-plane notes, replays).
+
+        Returns False, queuing nothing, once the inbox is closed.
+        """
         with self._cond:
+            if self._closed:
+                return False
             self._items.append(envelope)
             self._cond.notify_all()
+            return True
 
     def put_control(self, signal: Control) -> None:
         """Queue a control signal ahead of every message."""

@@ -235,11 +235,13 @@ class ActorSystem:
         period: float = 5.0,
         children: Sequence[ChildSpec] = (),
         auto_shutdown: AutoShutdown = "never",
+        clock: Callable[[], float] = time.monotonic,
     ) -> SupervisorRef:
         """Start an OTP supervisor at ``path`` with ``children`` (started in order).
 
         Raises :class:`SupervisorStartFailed` if a child fails to start; the
         children already started are stopped again, in reverse order.
+        ``clock`` (monotonic seconds) drives the intensity window; tests inject one.
         """
         self.spawn(
             Supervisor,
@@ -249,6 +251,7 @@ class ActorSystem:
             period,
             tuple(children),
             auto_shutdown,
+            clock,
             decider=_always_resume,
         )
         return SupervisorRef(self, path)

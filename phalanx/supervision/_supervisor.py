@@ -48,8 +48,8 @@ from phalanx.supervision._spec import ChildSpec, Strategy
 
 if TYPE_CHECKING:
     from phalanx.runtime._cell import ActorCell
-    from phalanx.supervision._breaker import CircuitBreaker
     from phalanx.runtime._timers import Timer
+    from phalanx.supervision._breaker import CircuitBreaker
 
 __all__ = ["AutoShutdown", "Supervisor", "SupervisorRef"]
 
@@ -147,7 +147,9 @@ class Supervisor(Actor):
             with self._lock:
                 self._children.append(child)
 
-    def on_stop(self) -> None:
+    def _after_incarnation(self, reason: str) -> None:
+        # Whatever ended this incarnation (stop, escalation, crash, kill), its
+        # children end with it, as linked processes do in OTP.
         self._terminate_all()
 
     def on_receive(self, message: Any) -> Any:
@@ -169,7 +171,8 @@ class Supervisor(Actor):
     def child_exited(self, cell: ActorCell, reason: str, exc: BaseException | None) -> None:
         """The parent hook of every child cell (see ``runtime.Parent``)."""
         note = _Exited(cell.path, cell.incarnation, reason, exc)
-        self._cell.inbox.append_unbounded(Envelope(note, sender=cell.path))
+        if self._cell.inbox.append_unbounded(Envelope(note, sender=cell.path)):
+            self.system.post.count_sent()
 
     # --- starting and stopping children -------------------------------------
 
@@ -325,6 +328,9 @@ class Supervisor(Actor):
             "child_restarting",
             child.path,
             supervisor=self.path,
+            supervisor_incarnation=self.incarnation,
+            intensity=self._window.intensity,
+            period=self._window.period,
             strategy=self.strategy,
             reason=reason,
             error=repr(error) if error is not None else None,
@@ -563,9 +569,11 @@ class Supervisor(Actor):
 
     def _send_self(self, message: Any) -> Callable[[], None]:
         inbox = self._cell.inbox
+        post = self.system.post
 
         def send() -> None:
-            inbox.append_unbounded(Envelope(message, sender=self._cell.path))
+            if inbox.append_unbounded(Envelope(message, sender=self._cell.path)):
+                post.count_sent()
 
         return send
 
