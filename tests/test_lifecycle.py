@@ -294,3 +294,23 @@ def test_resolved_dead_letters_past_retention_are_purged_at_start(tmp_path: Path
         system.storage.flush()
         remaining = system.dead_letters.list()
     assert [r.id for r in remaining] == [second.id]
+
+
+def test_shutdown_cuts_off_a_hung_on_stop_and_leaves_no_thread(tmp_path: Path) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    class Hung(Actor):
+        def on_stop(self) -> None:
+            entered.set()
+            while not release.wait(0.01):  # stuck in Python code: interruptible
+                pass
+
+    system = ActorSystem(var_dir=tmp_path, sync=False, shutdown_timeout=0.3)
+    with system:
+        system.spawn(Hung, "/hung")
+        system.spawn(Counter, "/after")
+    # shutdown(timeout) bounds the whole stop; the autouse fixture checks threads.
+    assert entered.is_set()
+    assert not release.is_set()
+    assert any(e.kind == "actor_stopped" and e.path == "/hung" for e in system.events.recent(50))

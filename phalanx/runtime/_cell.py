@@ -402,6 +402,22 @@ class ActorCell:
                 return
             self.inbox.put_control(SHUTDOWN)
 
+    def shutdown(self, timeout: float, *, keep_journaled: bool = False) -> bool:
+        """Stop for good within ``timeout``: graceful first, then killed and interrupted.
+
+        Returns True once stopped and its thread has exited.
+        """
+        self.request_stop(keep_journaled=keep_journaled)
+        if self.join(timeout):
+            return True
+        with self._lock:
+            thread = self.thread
+            if self.actor is not None:
+                self.inbox.put_control(KILL)
+        if thread is not None:
+            interrupt_thread(thread)
+        return self.join(5.0)
+
     def join(self, timeout: float | None) -> bool:
         """Wait until stopped for good and the last thread has exited."""
         if not self.terminated.wait(timeout):

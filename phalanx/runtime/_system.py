@@ -68,6 +68,7 @@ class ActorSystem:
         secrets: tuple[str, ...] = (),
         start_timeout: float = 10.0,
         resolved_retention_s: float = 7 * 86400.0,
+        shutdown_timeout: float = 5.0,
     ) -> None:
         self.name = name
         self.var_dir = Path(var_dir)
@@ -75,6 +76,7 @@ class ActorSystem:
         self.default_retry = retry or Retry()
         self.start_timeout = start_timeout
         self.resolved_retention_s = resolved_retention_s
+        self.shutdown_timeout = shutdown_timeout
         self._sync = sync
         self._map_size = map_size
         self._log_retention = log_retention_days
@@ -160,8 +162,15 @@ class ActorSystem:
     ) -> None:
         self.shutdown()
 
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop every actor in reverse spawn order, then flush and close storage and logs."""
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop every actor in reverse spawn order, then flush and close storage and logs.
+
+        ``timeout`` (default ``shutdown_timeout``) bounds the whole stop: an
+        actor still stopping at the deadline is killed, and interrupted if it
+        is stuck in Python code, so no thread outlives the system.
+        """
+        if timeout is None:
+            timeout = self.shutdown_timeout
         if self._closed or not self._started:
             self._closed = True
             return
@@ -175,8 +184,8 @@ class ActorSystem:
             for cell in cells:
                 if top_level_only and cell.parent is not self._root:
                     continue
-                cell.request_stop(keep_journaled=True)
-                cell.join(max(0.05, deadline - time.monotonic()))
+                if not cell.shutdown(max(0.05, deadline - time.monotonic()), keep_journaled=True):
+                    self._event("shutdown_overrun", cell.path)
         self.timers.close()
         self._event("node_stopped", None)
         self._sealed = True
