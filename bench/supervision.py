@@ -25,9 +25,9 @@ import pykka
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import machine  # noqa: E402
+from _common import machine
 
-from phalanx import Actor, ActorSystem, ChildSpec, Retry  # noqa: E402
+from phalanx import Actor, ActorSystem, ChildSpec, Retry
 
 RESTARTS = 1000
 STORM = 100
