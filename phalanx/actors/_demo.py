@@ -13,7 +13,7 @@ from typing import Any
 
 from phalanx.protocols import Message
 from phalanx.runtime import Actor, ActorSystem, Mailbox, Timer
-from phalanx.supervision import Retry
+from phalanx.supervision import ChildSpec, Retry
 
 __all__ = ["DemoJob", "DemoTick", "Ticker", "Worker", "spawn_demo"]
 
@@ -100,10 +100,24 @@ def spawn_demo(
     interval: float = 0.02,
     crash_rate: float = 0.05,
 ) -> list[str]:
-    """Spawn the demo tree; returns the paths spawned."""
+    """Start the demo tree under the ``/demo`` supervisor; returns the actor paths.
+
+    Workers are ``one_for_one`` children with retry (restart + redelivery);
+    the ticker is the last child, so it starts after the workers and stops
+    before them.
+    """
     paths = [f"/demo/worker-{i}" for i in range(workers)]
     retry = Retry(max_attempts=3, backoff="exponential", base=0.01, max=0.2)
-    for i, path in enumerate(paths):
-        system.spawn(Worker, path, seed + i, crash_rate, mailbox=Mailbox(capacity=100), retry=retry)
-    system.spawn(Ticker, "/demo/ticker", paths, seed, interval)
+    children = [
+        ChildSpec(
+            f"worker-{i}",
+            Worker,
+            args=(seed + i, crash_rate),
+            mailbox=Mailbox(capacity=100),
+            retry=retry,
+        )
+        for i in range(workers)
+    ]
+    children.append(ChildSpec("ticker", Ticker, args=(paths, seed, interval)))
+    system.supervise("/demo", strategy="one_for_one", intensity=50, period=1, children=children)
     return [*paths, "/demo/ticker"]
