@@ -183,6 +183,8 @@ class Supervisor(Actor):
         """Start (or restart) one child and wait for its ``on_start``."""
         spec = child.spec
         cell = child.cell
+        if cell is not None and cell.status == "stopped":
+            cell = child.cell = None  # stopped for good behind our back (system.stop)
         if cell is None:
             cell = self.system._new_cell(
                 child.path,
@@ -496,7 +498,7 @@ class Supervisor(Actor):
         child = self._child_by_id(key)
         if child.restarting:
             raise ChildRestarting(f"child {key!r} is restarting")
-        if child.cell is not None:
+        if child.cell is not None and child.cell.status != "stopped":
             raise ChildRunning(f"child {key!r} is running")
         error = self._start_child(child)
         if error is not None:
@@ -510,7 +512,7 @@ class Supervisor(Actor):
         child = self._child_by_id(key)
         if child.restarting:
             raise ChildRestarting(f"child {key!r} is restarting")
-        if child.cell is not None:
+        if child.cell is not None and child.cell.status != "stopped":
             raise ChildRunning(f"child {key!r} is running")
         with self._lock:
             self._children.remove(child)
