@@ -21,6 +21,7 @@ from phalanx.runtime._actor import Actor, ExitReason, _constructing, interrupt_t
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._mailbox import Control, Inbox, Mailbox
 from phalanx.supervision import Directive, Retry
+from phalanx.supervision._decider import default_decider, retry_budget
 
 if TYPE_CHECKING:
     from phalanx.runtime._system import ActorSystem
@@ -40,17 +41,6 @@ class Parent(Protocol):
 
     def child_exited(self, cell: ActorCell, reason: str, exc: BaseException | None) -> None:
         """An incarnation ended without being asked to (called on the exiting thread)."""
-
-
-def default_decider(exc: BaseException) -> Directive:
-    """Resume on bad input (it will fail again), restart on everything else.
-
-    The supervision layer replaces this with the full classifier of DESIGN
-    section 4; this is the runtime's standalone default.
-    """
-    if isinstance(exc, UnknownMessage | ValidationError):
-        return Directive.RESUME
-    return Directive.RESTART
 
 
 class _PykkaInbox:
@@ -329,7 +319,8 @@ class ActorCell:
                 actor.pre_restart(exc)
             except Exception as hook_exc:
                 self.record_failure(hook_exc, None, where="pre_restart")
-            if env.attempt < self.retry.max_attempts:
+            budget = retry_budget(exc, self.retry)
+            if env.attempt < budget:
                 env.attempt += 1
                 # Invariant: this thread is the only consumer, so the redelivered
                 # envelope is the first one the next incarnation takes.
@@ -339,7 +330,7 @@ class ActorCell:
                     self.path,
                     message_id=env.message_id,
                     attempt=env.attempt,
-                    max_attempts=self.retry.max_attempts,
+                    max_attempts=budget,
                     error=repr(exc),
                 )
             else:
