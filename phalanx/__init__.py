@@ -5,8 +5,13 @@ The names in ``__all__`` are the public embedding API (DESIGN section 9).
 
 from phalanx.errors import (
     ActorDead,
+    AlreadyPresent,
     AlreadyStarted,
     AskTimeout,
+    ChildError,
+    ChildNotFound,
+    ChildRestarting,
+    ChildRunning,
     CircuitOpen,
     CodecError,
     ConfigError,
@@ -15,6 +20,7 @@ from phalanx.errors import (
     MailboxFull,
     PhalanxError,
     StorageError,
+    SupervisorStartFailed,
     UnknownMessage,
 )
 from phalanx.protocols import Message
@@ -30,7 +36,8 @@ from phalanx.runtime import (
     trace_scope,
 )
 from phalanx.storage import DeadLetter
-from phalanx.supervision import Breaker, ChildSpec, Directive, Retry
+from phalanx.supervision import Breaker, ChildSpec, CircuitBreaker, Directive, Retry
+from phalanx.supervision._supervisor import Supervisor, SupervisorRef
 
 __version__ = "0.1.0"
 
@@ -38,10 +45,16 @@ __all__ = [
     "Actor",
     "ActorDead",
     "ActorSystem",
+    "AlreadyPresent",
     "AlreadyStarted",
     "AskTimeout",
     "Breaker",
+    "ChildError",
+    "ChildNotFound",
+    "ChildRestarting",
+    "ChildRunning",
     "ChildSpec",
+    "CircuitBreaker",
     "CircuitOpen",
     "CodecError",
     "ConfigError",
@@ -58,6 +71,9 @@ __all__ = [
     "Ref",
     "Retry",
     "StorageError",
+    "Supervisor",
+    "SupervisorRef",
+    "SupervisorStartFailed",
     "Timer",
     "UnknownMessage",
     "__version__",
