@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from phalanx.errors import ConfigError
-from phalanx.supervision._policy import Breaker, Retry
+from phalanx.supervision._policy import Breaker, Directive, Retry
 
 __all__ = ["ChildSpec", "RestartType", "Strategy"]
 
@@ -38,6 +38,8 @@ class ChildSpec:
     retry: Retry | None = None
     breaker: Breaker | None = None
     significant: bool = False
+    # Maps a handler's exception to a Directive; None means the default decider.
+    decider: Callable[[BaseException], Directive] | None = None
     # Set only for nested supervisors (see ChildSpec.supervisor).
     strategy: Strategy | None = None
     intensity: int = 3

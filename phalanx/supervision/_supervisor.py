@@ -193,7 +193,7 @@ class Supervisor(Actor):
                 dict(spec.kwargs),
                 mailbox=spec.mailbox,
                 retry=spec.retry,
-                decider=_always_resume if spec.is_supervisor else None,
+                decider=_always_resume if spec.is_supervisor else spec.decider,
             )
             cell.parent = self
             if spec.breaker is not None and child.breaker is None:

@@ -73,3 +73,27 @@ def test_exhausted_attempts_land_in_the_dlq_with_count_and_traceback(system: Act
     assert record.target == "/pay/p"
     assert record.traceback is not None
     assert "venue hiccup on doomed" in record.traceback
+
+
+def test_a_child_spec_can_supply_its_own_decider(system: ActorSystem) -> None:
+    from phalanx import Directive
+
+    def strict(exc: BaseException) -> Directive:
+        return Directive.STOP if isinstance(exc, ConnectionError) else Directive.RESUME
+
+    _fails_left.clear()
+    _effects.clear()
+    sup = system.supervise(
+        "/pay",
+        children=[ChildSpec("p", Payments, restart="transient", decider=strict, retry=Retry())],
+    )
+    events = system.events.subscribe(kinds={"actor_stopped"})
+    try:
+        system.tell("/pay/p", ("fatal", 1))  # STOP: dead-lettered, child stopped for good
+        assert events.wait_for(lambda e: e.path == "/pay/p", timeout=5) is not None
+    finally:
+        events.close()
+    assert [c["status"] for c in sup.which_children()] == ["undefined"]
+    system.storage.flush()
+    [record] = system.dead_letters.list(reason="handler_failed")
+    assert record.message == ["fatal", 1]
