@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from phalanx.cli import _dlq, _run
+from phalanx.cli import _dlq, _run, _venue
 from phalanx.errors import ConfigError, PhalanxError
 
 __all__ = ["EXIT_NO_NODE", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "build_parser", "main"]
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run.add_parser(sub)
     _dlq.add_parser(sub)
+    _venue.add_parser(sub)
     return parser
 
 
