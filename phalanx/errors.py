@@ -36,6 +36,7 @@ __all__ = [
     "StorageError",
     "SupervisorStartFailed",
     "UnknownMessage",
+    "UnknownOutcome",
 ]
 
 
@@ -52,7 +53,23 @@ class MailboxFull(DeliveryError):
 
 
 class CircuitOpen(DeliveryError):
-    """The target's circuit breaker is open; the call failed fast."""
+    """The target's circuit breaker is open; the call failed fast.
+
+    Permanent for the decider: the failure goes back to the caller (or the
+    DLQ as ``circuit_open``) at once; retrying into an open circuit is wrong.
+    """
+
+    phalanx_error_class = "permanent"
+
+
+class UnknownOutcome(DeliveryError):
+    """A call whose effect is unknown (timeout, lost response, reply without id).
+
+    Never treat it as success or failure: look the outcome up (DESIGN 6).
+    Permanent for the decider: retrying a placement blindly could double it.
+    """
+
+    phalanx_error_class = "permanent"
 
 
 class ActorDead(DeliveryError):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 from pykka import messages as pykka_messages
 
-from phalanx.errors import UnknownMessage
+from phalanx.errors import CircuitOpen, UnknownMessage
 from phalanx.runtime._actor import Actor, ExitReason, _constructing, interrupt_thread
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._mailbox import Control, Inbox, Mailbox
@@ -312,6 +312,8 @@ class ActorCell:
             else:
                 bad_input = isinstance(exc, UnknownMessage | ValidationError)
                 reason = "validation_failed" if bad_input else "permanent_error"
+                if isinstance(exc, CircuitOpen):
+                    reason = "circuit_open"
                 system.post.dead_letter(reason, env, self.path, error=exc)
             return True
         if directive is Directive.RESTART:

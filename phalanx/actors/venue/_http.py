@@ -34,6 +34,7 @@ FAULT_KINDS = (
     "nonce",  # -1021 timestamp outside recvWindow
     "timeout",  # hold the request hold_s, then drop it unanswered
     "lost",  # do the real action, then drop the connection: accepted but response lost
+    "empty",  # answer 200 with {} (ccxt then parses an order with id=None)
 )
 _SIGNED = {"/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades"}
 
@@ -69,6 +70,7 @@ class PaperVenue:
         self.engine = MatchingEngine(seed, accounts=tuple(self.keys))
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self.requests: list[dict[str, Any]] = []
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
@@ -156,6 +158,11 @@ class PaperVenue:
                         self._faults.remove(fault)
                     return fault
         return None
+
+    def wait_requests(self, count: int, timeout: float) -> bool:
+        """Block until ``count`` API requests have arrived (tests and chaos tooling)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.requests) >= count, timeout)
 
     def reset(self) -> None:
         self.clear_faults()
@@ -300,10 +307,11 @@ def _handler_for(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
                 self._reply(400, {"code": -1100, "msg": f"Illegal characters or values: {exc}"})
 
         def _serve_api(self, method: str, path: str, query: str, body: str) -> None:
-            with venue._lock:
+            with venue._arrived:
                 venue.requests.append(
                     {"t": time.monotonic(), "method": method, "path": path, "query": query}
                 )
+                venue._arrived.notify_all()
             fault = venue.take_fault(method, path, "before")
             if fault is not None and self._apply(fault):
                 return
@@ -330,6 +338,9 @@ def _handler_for(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
                 return True
             if kind == "lost":
                 self._drop()
+                return True
+            if kind == "empty":
+                self._reply(200, {})
                 return True
             if kind == "nonce":
                 self._reply(

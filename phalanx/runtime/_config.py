@@ -1,0 +1,150 @@
+"""Node configuration: TOML validated by pydantic (DESIGN section 7).
+
+A bad config gets one clear message naming the field (exit code 2 in the
+CLI). Api keys come from environment variables named here, never from the
+file itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from phalanx.errors import ConfigError
+
+__all__ = ["ExchangeConfig", "NodeConfig", "VenueConfig", "load_config"]
+
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def _check_urls(value: Any, where: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_urls(item, f"{where}.{key}")
+    elif not isinstance(value, str) or not _URL.match(value):
+        raise ValueError(f"{where} is not an http(s) URL: {value!r}")
+
+
+class ExchangeConfig(BaseModel):
+    """One exchange connection: a ccxt client plus phalanx's limits and polling."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    exchange: str = "binance"
+    use_venue: bool = False  # point at the embedded paper venue (URLs and keys)
+    urls: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    api_key_env: str | None = None
+    secret_env: str | None = None
+    rate_limit_per_s: float = Field(10.0, gt=0)  # weight units per second
+    burst: float = Field(1.0, ge=1)
+    weights: dict[str, float] = Field(default_factory=dict)  # per-endpoint weight overrides
+    timeout_min_ms: int = Field(200, gt=0)
+    timeout_max_ms: int = Field(10_000, gt=0)
+    timeout_default_ms: int = Field(3_000, gt=0)
+    poll_symbols: list[str] = Field(default_factory=list)
+    poll_interval_s: float = Field(1.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"must be a path segment ([A-Za-z0-9_.:-]+), got {value!r}")
+        return value
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange(cls, value: str) -> str:
+        import ccxt  # noqa: PLC0415 - only a config with exchanges pays for importing ccxt
+
+        if value not in ccxt.exchanges:
+            raise ValueError(f"unknown ccxt exchange id {value!r}")
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_urls(value, "urls")
+        return value
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """(api key, secret) read from the named environment variables."""
+        out: list[str | None] = []
+        for field_name in ("api_key_env", "secret_env"):
+            env = getattr(self, field_name)
+            if env is None:
+                out.append(None)
+                continue
+            value = os.environ.get(env)
+            if not value:
+                raise ConfigError(
+                    f"exchanges.{self.name}.{field_name}: environment variable {env} is not set"
+                )
+            out.append(value)
+        return out[0], out[1]
+
+
+class VenueConfig(BaseModel):
+    """The embedded paper venue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    port: int = Field(0, ge=0, le=65535)
+    seed: int = 7
+    step_s: float = Field(0.1, gt=0)
+
+
+class NodeConfig(BaseModel):
+    """The whole ``phalanx run`` config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "phalanx"
+    var_dir: str | None = None
+    venue: VenueConfig | None = None
+    exchanges: list[ExchangeConfig] = Field(default_factory=list)
+    demo: bool = True  # also run the foundation demo tree
+
+    @field_validator("exchanges")
+    @classmethod
+    def _unique(cls, value: list[ExchangeConfig]) -> list[ExchangeConfig]:
+        names = [e.name for e in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate exchange names {dupes}")
+        return value
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{where}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_config(path: str | os.PathLike[str]) -> NodeConfig:
+    """Read and validate a TOML config; :class:`ConfigError` with the field on any problem."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {str(path)!r} is not valid TOML: {exc}") from None
+    try:
+        config = NodeConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"bad config {str(path)!r}: {_describe(exc)}") from None
+    for exchange in config.exchanges:
+        exchange.credentials()  # a missing key env var is a config error, found at load
+    return config
