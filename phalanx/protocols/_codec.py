@@ -9,21 +9,23 @@ Every failure is a :class:`CodecError`; no msgpack or pydantic error escapes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import msgpack
-from pydantic import ValidationError
 
 from phalanx.errors import CodecError
-from phalanx.protocols._message import Message, registry
+from phalanx.protocols._message import PLAIN_TYPE, Message, registry
 
 __all__ = ["PLAIN_TYPE", "decode", "encode", "encode_typed", "type_name_of"]
 
-PLAIN_TYPE = "plain"
-
 _EXACT_SCALARS = frozenset({str, float, bool, bytes, type(None)})
 _SCALARS = (str, int, float, bool, bytes, type(None))
-_INT_MIN, _INT_MAX = -(2**63), 2**64
+_INT_MIN, _INT_MAX = -(2**63), 2**64  # msgpack's int range: int64 min .. uint64 max
+_MAX_DEPTH = 100
+
+
+class _NotPlain(Exception):
+    """Internal: why a value is not plain data; callers turn it into a CodecError."""
 
 
 def _check_plain(value: Any, depth: int = 0) -> None:
@@ -35,16 +37,15 @@ def _check_plain(value: Any, depth: int = 0) -> None:
         return
     if kind is int:
         if not _INT_MIN <= value < _INT_MAX:
-            raise CodecError(f"cannot encode int {value!r}: outside 64 bits")
+            raise _NotPlain(f"int {value!r}: outside 64 bits")
         return
-    if depth > 100:
-        raise CodecError("cannot encode plain data nested deeper than 100 levels")
+    if depth > _MAX_DEPTH:
+        raise _NotPlain(f"plain data nested deeper than {_MAX_DEPTH} levels")
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str:
-                raise CodecError(
-                    f"cannot encode dict key of type {type(key).__qualname__!r}: "
-                    "plain dict keys must be str"
+            if type(key) is not str and not isinstance(key, str):
+                raise _NotPlain(
+                    f"dict key of type {type(key).__qualname__!r}: plain dict keys must be str"
                 )
             if type(item) not in _EXACT_SCALARS:
                 _check_plain(item, depth + 1)
@@ -54,7 +55,7 @@ def _check_plain(value: Any, depth: int = 0) -> None:
             if type(item) not in _EXACT_SCALARS:
                 _check_plain(item, depth + 1)
         return
-    # Subclasses (str enums, IntEnum...) travel as their base value.
+    # Subclasses (str enums, IntEnum, OrderedDict...) travel as their base value.
     if isinstance(value, _SCALARS):
         if isinstance(value, int) and not isinstance(value, bool):
             _check_plain(int(value), depth)
@@ -65,57 +66,95 @@ def _check_plain(value: Any, depth: int = 0) -> None:
     if isinstance(value, list | tuple):
         _check_plain(list(value), depth)
         return
-    raise CodecError(
-        f"cannot encode object of type {type(value).__qualname__!r}: "
-        "not a phalanx Message or plain data"
+    raise _NotPlain(
+        f"object of type {type(value).__qualname__!r}: not a phalanx Message or plain data"
     )
 
 
+def _message_type_name(obj: Message) -> str:
+    cls = type(obj)
+    # Invariant: encode only emits names that decode back to this very class.
+    if not registry.owns(cls):
+        raise CodecError(
+            f"cannot encode object of type {cls.__qualname__!r}: its type_name "
+            f"{cls.type_name!r} is not registered to it"
+        )
+    return cls.type_name
+
+
 def type_name_of(obj: Any) -> str:
-    """The codec type name of ``obj``: its registered name, or ``"plain"``."""
+    """The codec type name of ``obj``: its registered name, or ``"plain"`` for plain data.
+
+    Raises :class:`CodecError`, naming the Python type, for anything else.
+    """
     if isinstance(obj, Message):
-        return type(obj).type_name
-    _check_plain(obj)
+        return _message_type_name(obj)
+    try:
+        _check_plain(obj)
+    except _NotPlain as exc:
+        raise CodecError(f"cannot encode {exc}") from None
     return PLAIN_TYPE
 
 
 def encode(obj: Any) -> bytes:
-    """Encode a :class:`Message` or plain data; :class:`CodecError` for anything else."""
+    """Encode a :class:`Message` or plain data as msgpack ``[type_name, body]``.
+
+    Raises :class:`CodecError`, naming the Python type, for anything else.
+    """
     return encode_typed(obj)[1]
 
 
 def encode_typed(obj: Any) -> tuple[str, bytes]:
     """Encode ``obj`` and return ``(type_name, bytes)`` in one pass."""
+    body: Any
     if isinstance(obj, Message):
-        name = type(obj).type_name
+        name = _message_type_name(obj)
         try:
-            body: Any = obj.model_dump(mode="json")
+            body = obj.model_dump(mode="json")
         except Exception as exc:
             raise CodecError(f"cannot serialise {name!r}: {exc}") from exc
     else:
-        _check_plain(obj)
+        try:
+            _check_plain(obj)
+        except _NotPlain as exc:
+            raise CodecError(f"cannot encode {exc}") from None
         name, body = PLAIN_TYPE, obj
     try:
-        return name, bytes(msgpack.packb([name, body], use_bin_type=True))
-    except (TypeError, ValueError, OverflowError) as exc:
+        return name, msgpack.packb([name, body], use_bin_type=True)
+    except Exception as exc:
         raise CodecError(f"cannot encode {name!r}: {exc}") from exc
 
 
-def decode(data: bytes) -> Any:
-    """Decode bytes made by :func:`encode`; :class:`CodecError` on anything malformed."""
+def _refuse_ext(code: int, data: bytes) -> NoReturn:
+    # encode never emits msgpack extension types, so any in the input is corruption.
+    raise ValueError(f"unexpected msgpack extension type {code}")
+
+
+def decode(data: bytes | bytearray | memoryview) -> Any:
+    """Decode bytes made by :func:`encode`: a :class:`Message` instance or plain data.
+
+    Corrupt or truncated bytes, a frame that is not ``[str, body]``, an unknown
+    type name, or a body the message class rejects raise :class:`CodecError`.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError(f"cannot decode object of type {type(data).__qualname__!r}")
     try:
-        frame = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True)
+        frame = msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_refuse_ext)
     except Exception as exc:
         raise CodecError(f"corrupt message bytes: {exc}") from exc
-    if not isinstance(frame, list) or len(frame) != 2 or not isinstance(frame[0], str):
+    if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
         raise CodecError("corrupt message bytes: not a [type_name, body] frame")
     name, body = frame
     if name == PLAIN_TYPE:
+        # Bin map keys and timestamp extensions unpack, but are not plain data.
+        if type(body) not in _EXACT_SCALARS:
+            try:
+                _check_plain(body)
+            except _NotPlain as exc:
+                raise CodecError(f"corrupt message bytes: plain body holds {exc}") from None
         return body
     cls = registry.lookup(name)
     try:
         return cls.model_validate(body)
-    except ValidationError as exc:
+    except Exception as exc:  # ValidationError, or whatever a custom validator raised
         raise CodecError(f"invalid body for message type {name!r}: {exc}") from exc
