@@ -1,5 +1,5 @@
 """Actors: the demo tree now; exchange connection, order, position, saga, risk later."""
 
-from phalanx.actors._demo import DemoJob, DemoTick, Ticker, Worker, spawn_demo
+from phalanx.actors._demo import DemoJob, DemoTick, Ticker, TickerPrinter, Worker, spawn_demo
 
-__all__ = ["DemoJob", "DemoTick", "Ticker", "Worker", "spawn_demo"]
+__all__ = ["DemoJob", "DemoTick", "Ticker", "TickerPrinter", "Worker", "spawn_demo"]

@@ -15,7 +15,7 @@ from phalanx.protocols import Message
 from phalanx.runtime import Actor, ActorSystem, Mailbox, Timer
 from phalanx.supervision import ChildSpec, Retry
 
-__all__ = ["DemoJob", "DemoTick", "Ticker", "Worker", "spawn_demo"]
+__all__ = ["DemoJob", "DemoTick", "Ticker", "TickerPrinter", "Worker", "spawn_demo"]
 
 
 class DemoTick(Message):
@@ -121,3 +121,29 @@ def spawn_demo(
     children.append(ChildSpec("ticker", Ticker, args=(paths, seed, interval)))
     system.supervise("/demo", strategy="one_for_one", intensity=50, period=1, children=children)
     return [*paths, "/demo/ticker"]
+
+
+class TickerPrinter(Actor):
+    """Prints every ``every``-th ticker it is told (the demo's visible progress)."""
+
+    def __init__(self, every: int = 10) -> None:
+        super().__init__()
+        self.every = every
+        self.seen = 0
+
+    def on_receive(self, message: Any) -> Any:
+        from phalanx.protocols.exchange import Ticker  # noqa: PLC0415
+
+        if isinstance(message, Ticker):
+            self.seen += 1
+            if self.seen % self.every == 1:
+                print(
+                    f"  ticker {message.exchange} {message.symbol} last={message.last} "
+                    f"bid={message.bid} ask={message.ask} (#{self.seen})",
+                    flush=True,
+                )
+            return None
+        return super().on_receive(message)
+
+    def introspect(self) -> dict[str, Any]:
+        return {"class": "TickerPrinter", "seen": self.seen}

@@ -265,6 +265,9 @@ def _exchange_info(engine: MatchingEngine) -> dict[str, Any]:
 def _handler_for(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; without TCP_NODELAY, Nagle plus
+        # the client's delayed ACK stalled every keep-alive response ~40 ms.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the venue's request log is /__venue/requests
