@@ -84,11 +84,14 @@ def engine_rate() -> float:
 
 def main() -> dict[str, Any]:
     direct_rates, actor_rates = [], []
-    with PaperVenue(seed=7) as venue, tempfile.TemporaryDirectory() as tmp:
-        with ActorSystem(var_dir=tmp, sync=False) as system:
-            for run in range(RUNS):  # interleaved: both see the same conditions
-                direct_rates.append(direct(venue))
-                actor_rates.append(through_actor(venue, system, run))
+    with (
+        PaperVenue(seed=7) as venue,
+        tempfile.TemporaryDirectory() as tmp,
+        ActorSystem(var_dir=tmp, sync=False) as system,
+    ):
+        for run in range(RUNS):  # interleaved: both see the same conditions
+            direct_rates.append(direct(venue))
+            actor_rates.append(through_actor(venue, system, run))
     d, a = statistics.median(direct_rates), statistics.median(actor_rates)
     return {
         "bench": "exchange",
