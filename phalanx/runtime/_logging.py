@@ -14,6 +14,7 @@ Measured (this machine, 2 cores): about 25k lines/s through this chain.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import logging.handlers
@@ -76,6 +77,11 @@ class SecretMasker:
         return text
 
     def _mask(self, value: Any, depth: int = 0) -> Any:
+        kind = type(value)
+        if kind in _PASS_THROUGH:  # numbers, bools, None: nothing to mask
+            return value
+        if kind is str:
+            return self._mask_str(value)
         if isinstance(value, str):
             return self._mask_str(value)
         if depth > 20:
@@ -96,7 +102,13 @@ class SecretMasker:
         return event_dict
 
 
+_PASS_THROUGH = frozenset({int, float, bool, type(None)})
+
+
+@functools.lru_cache(maxsize=4096)
 def _is_secret_key(key: object) -> bool:
+    # Cached: the same few dozen field names come by on every line
+    # (measured: the uncached check was ~0.3 ms of each tracer line).
     if not isinstance(key, str):
         return False
     lowered = key.lower()
@@ -131,6 +143,7 @@ class LogManager:
         self.masker = SecretMasker(secrets)
         self.handlers: dict[str, logging.handlers.TimedRotatingFileHandler] = {}
         self._loggers: dict[str, Any] = {}
+        self._writers: dict[str, _RotatingWriter] = {}
         self._closed = False
         for taxonomy in TAXONOMIES:
             handler = logging.handlers.TimedRotatingFileHandler(
@@ -143,12 +156,11 @@ class LogManager:
             handler.namer = lambda name: f"{name}.gz"
             handler.rotator = _gzip_rotator
             handler.setFormatter(logging.Formatter("%(message)s"))
-            std = logging.Logger(f"phalanx.{node}.{taxonomy}", level)
-            std.propagate = False
-            std.addHandler(handler)
+            writer = _RotatingWriter(handler)
             self.handlers[taxonomy] = handler
+            self._writers[taxonomy] = writer
             self._loggers[taxonomy] = structlog.wrap_logger(
-                std,
+                writer,
                 wrapper_class=structlog.make_filtering_bound_logger(level),
                 processors=[
                     _context_processor(taxonomy, node),
@@ -176,7 +188,8 @@ class LogManager:
     def rollover_all(self) -> None:
         """Rotate every taxonomy file now (operators and tests; midnight UTC otherwise)."""
         for handler in self.handlers.values():
-            handler.doRollover()
+            with handler.lock:  # type: ignore[union-attr]
+                handler.doRollover()
 
     @property
     def closed(self) -> bool:
@@ -188,11 +201,41 @@ class LogManager:
         if self._closed:
             return
         self._closed = True
-        for handler in self.handlers.values():
-            handler.close()
-        for logger in self._loggers.values():
-            std = logger._logger
-            std.disabled = True
+        for writer in self._writers.values():
+            writer.close()
+
+
+class _RotatingWriter:
+    """Writes rendered lines through a stdlib ``TimedRotatingFileHandler``'s own stream.
+
+    Rotation stays the stdlib's (``shouldRollover``/``doRollover``); what is
+    skipped is building a ``LogRecord`` and walking the handler chain for
+    every line, which cost about 3x the rest of the structlog pipeline
+    (NOTES: 22-24k vs 71-86k lines/s).
+    """
+
+    def __init__(self, handler: logging.handlers.TimedRotatingFileHandler) -> None:
+        self._handler = handler
+        self._closed = False
+
+    def msg(self, line: str) -> None:
+        handler = self._handler
+        with handler.lock:  # type: ignore[union-attr]
+            if self._closed:
+                return
+            if handler.shouldRollover(None):  # type: ignore[arg-type]
+                handler.doRollover()
+            if handler.stream is None:
+                handler.stream = handler._open()
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+    def close(self) -> None:
+        with self._handler.lock:  # type: ignore[union-attr]
+            self._closed = True
+        self._handler.close()
 
 
 def _context_processor(taxonomy: str, node: str) -> Any:
