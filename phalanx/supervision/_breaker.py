@@ -80,6 +80,11 @@ class CircuitBreaker:
         return state
 
     @property
+    def last_state(self) -> BreakerState:
+        """The state as last recorded, without advancing it (cheap, for log lines)."""
+        return self._state
+
+    @property
     def reset_timeout(self) -> float:
         """The current reset timeout (grows on failed trials, back to base on close)."""
         return self._reset_timeout

@@ -295,7 +295,7 @@ class ExchangeConnection(Actor):
             until = conn.breaker.opened_until()
             left = max(0.0, until - conn.clock()) if until is not None else 0.0
             raise CircuitOpen(f"{self.cfg.name} is banned or open for {left:.1f}s more")
-        waited = conn.bucket.acquire(conn.weights.get(endpoint, 1))
+        waited, headroom = conn.bucket.acquire(conn.weights.get(endpoint, 1))
         timeout = conn.latency.timeout_ms()
         self.client.timeout = timeout
         env = self.envelope
@@ -314,11 +314,10 @@ class ExchangeConnection(Actor):
             self.system.logs.logger("tracer").info(
                 "exchange_call", exchange=self.cfg.name, endpoint=endpoint,
                 latency_ms=round(latency_ms, 2), status=status, timeout_ms=timeout,
-                rate_limit={"waited_ms": round(waited * 1000, 1),
-                            "headroom": round(conn.bucket.headroom(), 2)},
+                rate_limit={"waited_ms": round(waited * 1000, 1), "headroom": round(headroom, 2)},
                 attempt=env.attempt if env is not None else None,
                 message_id=env.message_id if env is not None else None,
-                breaker=conn.breaker.state,
+                breaker=conn.breaker.last_state,
             )  # fmt: skip
             self._after_call(error)
         return result

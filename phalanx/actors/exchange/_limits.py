@@ -35,18 +35,18 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
-    def acquire(self, weight: float = 1.0) -> float:
-        """Take ``weight`` tokens, waiting as needed; returns the seconds waited."""
+    def acquire(self, weight: float = 1.0) -> tuple[float, float]:
+        """Take ``weight`` tokens, waiting as needed; returns (seconds waited, headroom left)."""
         waited = 0.0
         while True:
             with self._lock:
                 self._refill()
                 if self._tokens >= weight or self._tokens >= self.burst:
                     self._tokens -= weight  # a weight above burst goes into debt
-                    return waited
+                    return waited, self._tokens
                 delay = (min(weight, self.burst) - self._tokens) / self.rate
             if self._closed.wait(delay):
-                return waited
+                return waited, 0.0
             waited += delay
 
     def headroom(self) -> float:
@@ -68,9 +68,15 @@ class LatencyWindow:
         self.maximum_ms = maximum_ms
         self.default_ms = default_ms
         self._samples: deque[float] = deque(maxlen=size)
+        self._since = 0
+        self._cached: int | None = None
 
     def add(self, latency_ms: float) -> None:
         self._samples.append(latency_ms)
+        self._since += 1
+        if self._since >= 16:  # a sort of 100 floats per call is wasted work
+            self._since = 0
+            self._cached = None
 
     def p95(self) -> float | None:
         if len(self._samples) < 5:
@@ -79,8 +85,10 @@ class LatencyWindow:
         return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
     def timeout_ms(self) -> int:
-        """The timeout for the next call."""
-        p95 = self.p95()
-        if p95 is None:
-            return self.default_ms
-        return int(min(self.maximum_ms, max(self.minimum_ms, p95 * 1.5)))
+        """The timeout for the next call (recomputed every 16 samples)."""
+        if self._cached is None:
+            p95 = self.p95()
+            if p95 is None:
+                return self.default_ms
+            self._cached = int(min(self.maximum_ms, max(self.minimum_ms, p95 * 1.5)))
+        return self._cached
