@@ -58,6 +58,7 @@ _INLINE_SECRET = re.compile(
 )
 _MIN_SECRET_LEN = 4  # shorter registered values would mask ordinary words everywhere
 _MAX_DEPTH = 20  # deeper structures are rendered as (masked) text
+_SCALARS = frozenset({int, bool, type(None)})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -84,19 +85,19 @@ def mask_value(value: Any, secrets: Sequence[str] = (), _depth: int = 0) -> Any:
     kind = type(value)
     if kind is str:
         return _mask_text(value, secrets)
-    if kind is int or kind is bool or value is None:
+    if kind in _SCALARS:
         return value
     if kind is float:
         return value if math.isfinite(value) else repr(value)  # NaN/Infinity are not JSON
     if _depth < _MAX_DEPTH:
-        if isinstance(value, Mapping):
+        if kind is dict or isinstance(value, Mapping):
             return {
-                (k if type(k) is str else str(k)): MASK
-                if _is_secret_key(k)
-                else mask_value(v, secrets, _depth + 1)
+                (k if type(k) is str else str(k)): (
+                    MASK if _is_secret_key(k) else mask_value(v, secrets, _depth + 1)
+                )
                 for k, v in value.items()
             }
-        if isinstance(value, list | tuple | set | frozenset):
+        if kind is list or isinstance(value, tuple | set | frozenset | list):
             return [mask_value(v, secrets, _depth + 1) for v in value]
     if isinstance(value, Enum):
         return mask_value(value.value, secrets, _depth + 1)
@@ -257,9 +258,9 @@ class LogManager:
             processors = [
                 _add_context(taxonomy, node),
                 structlog.processors.add_log_level,
-                stamp,
                 exceptions,
                 self._mask_processor,  # after rendering: exception text is masked too
+                stamp,  # after masking: the ":" in every ts would run the inline regex
                 structlog.processors.JSONRenderer(),
             ]
             # A concrete bound logger, not wrap_logger's lazy proxy (which
