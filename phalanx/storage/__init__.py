@@ -4,5 +4,19 @@ from __future__ import annotations
 
 from phalanx.storage._deadletters import REASONS, DeadLetter, DeadLetterStore, Deliver
 from phalanx.storage._env import Storage, Txn
+from phalanx.storage._ledger import Fill, Ledger, Posting, Transaction, plan_fill, plan_opening
 
-__all__ = ["REASONS", "DeadLetter", "DeadLetterStore", "Deliver", "Storage", "Txn"]
+__all__ = [
+    "REASONS",
+    "DeadLetter",
+    "DeadLetterStore",
+    "Deliver",
+    "Fill",
+    "Ledger",
+    "Posting",
+    "Storage",
+    "Transaction",
+    "Txn",
+    "plan_fill",
+    "plan_opening",
+]
