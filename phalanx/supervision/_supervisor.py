@@ -418,7 +418,14 @@ class Supervisor(Actor):
         if child is None or child.breaker is None or child.cell is None:
             return
         child.timer = None
-        if child.breaker.state != "half_open":
+        state = child.breaker.state
+        if state == "open":
+            # Fired early, or the deadline moved later (open_for): try again then.
+            until = child.breaker.opened_until()
+            left = max(0.01, until - time.monotonic()) if until is not None else 0.01
+            child.timer = self.system.timers.call_later(left, self._send_self(_HalfOpen(path)))
+            return
+        if state != "half_open":
             return
         child.cell.trial_notify = self._send_self(_TrialOk(path))
         error = self._start_child(child)

@@ -242,3 +242,22 @@ def test_ticker_poller_publishes_to_subscribers(system: ActorSystem, venue: Pape
     system.tell(PATH, SubscribeTicker(symbol=BTC, subscriber="/sink"))
     assert three.wait(5)
     assert all(isinstance(t, Ticker) and t.symbol == BTC for t in got[:3])
+
+
+def test_a_failed_trial_after_a_ban_reopens_instead_of_locking_out(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    state = _start(system, venue, rate_limit_per_s=100, burst=10)
+    clock = state.clock
+    assert isinstance(clock, FakeClock)
+    venue.inject(Fault("http_429", endpoint="GET /api/v3/account", retry_after_s=5))
+    with pytest.raises(CircuitOpen):
+        system.ask(PATH, FetchBalance(), timeout=5)
+    clock.now += 5
+    venue.inject(Fault("http_503", endpoint="GET /api/v3/account"))  # the trial fails
+    with pytest.raises(CircuitOpen):  # redelivered into the reopened breaker
+        system.ask(PATH, FetchBalance(), timeout=5)
+    assert state.breaker.state == "open"
+    clock.now += state.breaker.reset_timeout
+    assert system.ask(PATH, FetchBalance(), timeout=5).free  # the next trial succeeds
+    assert state.breaker.state == "closed"

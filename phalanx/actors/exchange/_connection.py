@@ -333,7 +333,15 @@ class ExchangeConnection(Actor):
             retry_after = self._retry_after()
             conn.breaker.open_for(retry_after)
             self._set_state("banned", retry_after_s=retry_after, error=str(error)[:200])
-        elif isinstance(error, ccxt.AuthenticationError):
+            return
+        # Invariant: every call that allow() let through records an outcome, or a
+        # half-open trial would stay taken and lock the venue out for good.
+        # The venue answering (a refusal included) proves it is reachable.
+        if isinstance(error, ccxt.NetworkError | ccxt.OperationFailed):
+            conn.breaker.record_failure()
+        else:
+            conn.breaker.record_success()
+        if isinstance(error, ccxt.AuthenticationError):
             self.system.events.publish(
                 "alert_fired", self.path, severity="critical", alert="exchange_auth_failed",
                 exchange=self.cfg.name, error=type(error).__name__,
