@@ -212,8 +212,12 @@ class Supervisor(Actor):
             child.incarnations.add(cell.incarnation)
         return error
 
-    def _terminate(self, child: _Child, *, finish: bool) -> None:
-        """End a child's incarnation by its shutdown spec; ``finish`` stops it for good."""
+    def _terminate(self, child: _Child, *, finish: bool, reason: str = SHUTDOWN) -> None:
+        """End a child's incarnation by its shutdown spec; ``finish`` stops it for good.
+
+        ``reason`` is the exit reason reported when it is finished (the child's
+        own, when it ended by itself and is not restarted).
+        """
         if child.timer is not None:
             child.timer.cancel()
             child.timer = None
@@ -228,7 +232,7 @@ class Supervisor(Actor):
         else:
             cell.end_incarnation(brutal=False, timeout=float(shutdown))
         if finish:
-            cell.finish(SHUTDOWN, keep_journaled=True)
+            cell.finish(reason, keep_journaled=True)
             cell.join(5.0)
             child.cell = None
             child.restarting = False
@@ -298,7 +302,7 @@ class Supervisor(Actor):
     def _drop(self, child: _Child, reason: str) -> None:
         """A child that will not be restarted: stop it for good; forget it if temporary."""
         significant = child.spec.significant and terminated_by_itself(child.spec.restart, reason)
-        self._terminate(child, finish=True)
+        self._terminate(child, finish=True, reason=reason)
         if child.spec.restart == "temporary" or self.strategy == "simple_one_for_one":
             with self._lock:
                 self._children.remove(child)
@@ -361,8 +365,8 @@ class Supervisor(Actor):
 
     def _on_retry(self, path: str) -> None:
         child = self._find(path)
-        if child is None:
-            return
+        if child is None or not child.restarting:
+            return  # terminated meanwhile (terminate_child wins over a queued retry)
         child.timer = None
         for member in self._restart_group(child):
             if member.spec.restart == "temporary" and member is not child:
@@ -473,9 +477,11 @@ class Supervisor(Actor):
             spec = spec_or_args
             if not isinstance(spec, ChildSpec):
                 raise TypeError(f"start_child needs a ChildSpec, got {type(spec).__qualname__}")
+        _validate("one_for_one", [spec], self.auto_shutdown)  # significant-child rules
         existing = next((c for c in self._children if c.spec.id == spec.id), None)
         if existing is not None:
-            if existing.cell is not None:
+            live = existing.cell is not None and existing.cell.status != "stopped"
+            if live and not existing.restarting:
                 raise AlreadyStarted(f"child {spec.id!r} is already started at {existing.path}")
             raise AlreadyPresent(f"child {spec.id!r} exists but is not running")
         child = _Child(spec, self._child_path(spec.id))
@@ -495,6 +501,10 @@ class Supervisor(Actor):
         raise ChildNotFound(f"no child {key!r} under {self.path}")
 
     def _api_terminate_child(self, key: str) -> None:
+        if self.strategy == "simple_one_for_one" and key.startswith(self._child_path("")):
+            known = any(key == c.path for c in self._children)
+            if not known and not self.system.is_alive(key):
+                return  # OTP: terminating a dynamic child that is already gone is ok
         child = self._child_by_id(key)
         self._terminate(child, finish=True)
         if child.spec.restart == "temporary" or self.strategy == "simple_one_for_one":
@@ -530,7 +540,8 @@ class Supervisor(Actor):
     def _api_count_children(self) -> dict[str, int]:
         view = self.children_view()
         return {
-            "specs": len(view),
+            # OTP counts the template, not the dynamic children, under simple_one_for_one.
+            "specs": 1 if self.strategy == "simple_one_for_one" else len(view),
             "active": sum(1 for c in view if c["status"] == "running"),
             "supervisors": sum(1 for c in view if c["type"] == "supervisor"),
             "workers": sum(1 for c in view if c["type"] == "worker"),
