@@ -6,6 +6,8 @@ incarnation. Refs resolve to cells, so a restart is invisible to senders.
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
 import time
 import traceback
@@ -61,6 +63,9 @@ class _PykkaInbox:
         if type(env.message) is pykka_messages._ActorStop:
             if cell.inbox.append_unbounded(env):  # a stop request is never refused
                 cell.system.post.count_sent()  # bypasses offer(), so counted here
+            elif env.reply_to is not None:  # already stopped: never leave stop() waiting
+                with contextlib.suppress(queue.Full):
+                    env.reply_to.set(None)
             return
         cell.system.post.deliver(cell, env)
 
@@ -134,8 +139,8 @@ class ActorCell:
     def start_incarnation(self) -> None:
         """Build a new instance with the factory and start its thread."""
         with self._lock:
-            if self._stopping:
-                return
+            if self._stopping or self.actor is not None:
+                return  # stopping, or an incarnation still runs: never two consumers
             self.incarnation += 1
             self.inbox.clear_controls()
             self._ended.clear()
@@ -215,6 +220,9 @@ class ActorCell:
         self._first_start.clear()
         self.start_incarnation()
         if not self._first_start.wait(timeout):
+            # Invariant: one consumer per inbox. The slow incarnation is ended
+            # (killed, interrupted) before anyone may start another.
+            self.end_incarnation(brutal=True, timeout=1.0)
             return TimeoutError(f"{self.path} did not finish on_start within {timeout}s")
         return self.start_error
 

@@ -179,6 +179,8 @@ class Inbox:
         """Block until a control signal or an envelope is available; controls first."""
         with self._cond:
             while not self._control and not self._items:
+                if self._closed:  # stopped for good: no consumer may wait forever
+                    return Control("shutdown")
                 self._cond.wait()
             if self._control:
                 return self._control.popleft()

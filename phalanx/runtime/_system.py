@@ -294,12 +294,18 @@ class ActorSystem:
         with self._lock:
             if path in self._cells:
                 raise AlreadyStarted(f"an actor is already running at {path}")
+        replayed = 0
+        if cell.inbox.mailbox.durable:
+            # Invariant: replay before the path is published, so no new tell can
+            # be journaled (or queued) ahead of, or on top of, the unfinished ones.
+            replayed = self.post.replay(cell)
+        with self._lock:
+            if path in self._cells:
+                raise AlreadyStarted(f"an actor is already running at {path}")
             self._cells[path] = cell
             self._spawn_order[path] = next(self._order)
-        if cell.inbox.mailbox.durable:
-            replayed = self.post.replay(cell)
-            if replayed:
-                self._event("durable_replay", path, messages=replayed)
+        if replayed:
+            self._event("durable_replay", path, messages=replayed)
         return cell
 
     def ref(self, path: str) -> Ref:
