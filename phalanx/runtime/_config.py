@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from phalanx.errors import ConfigError
+from phalanx.runtime._alert_config import AlertRule, MetricsConfig
 
 __all__ = ["ExchangeConfig", "NodeConfig", "VenueConfig", "load_config"]
 
@@ -112,6 +113,8 @@ class NodeConfig(BaseModel):
     venue: VenueConfig | None = None
     exchanges: list[ExchangeConfig] = Field(default_factory=list)
     demo: bool = True  # also run the foundation demo tree
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    alerts: list[AlertRule] | None = None  # None: default_alert_rules()
 
     @field_validator("exchanges")
     @classmethod
