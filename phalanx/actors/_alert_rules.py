@@ -114,11 +114,11 @@ def _matching(rule: AlertRule, samples: Iterable[Sample]) -> dict[SeriesKey, flo
     for name, labels, value in samples:
         if name in names and all(labels.get(k) == v for k, v in rule.labels.items()):
             series[tuple(sorted(labels.items()))] = value
+    values = list(series.values())
+    if rule.aggregate == "sum":  # no series sums to 0: a counter with no labels seen yet
+        return {(): float(sum(values))}
     if rule.aggregate is None or not series:
         return series
-    values = list(series.values())
-    if rule.aggregate == "sum":
-        return {(): float(sum(values))}
     return {(): float(max(values) if rule.aggregate == "max" else min(values))}
 
 
