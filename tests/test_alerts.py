@@ -46,7 +46,9 @@ def _defaults(*names: str) -> list[AlertRule]:
     return [r for r in default_alert_rules() if r.name in names]
 
 
-def _engine(system: ActorSystem, rules: list[AlertRule], clock: Clock) -> tuple[AlertEngine, ListSink]:
+def _engine(
+    system: ActorSystem, rules: list[AlertRule], clock: Clock
+) -> tuple[AlertEngine, ListSink]:
     sink = ListSink()
     return AlertEngine(system, rules, sinks=[sink], clock=clock), sink
 
@@ -95,7 +97,7 @@ def test_dlq_growth_fires_when_dead_letters_grow_past_the_threshold(system: Acto
 
 def test_breaker_open_fires_after_30_s_open(system: ActorSystem) -> None:
     clock = Clock()
-    engine, sink = _engine(system, _defaults("breaker_open"), clock)
+    engine, _sink = _engine(system, _defaults("breaker_open"), clock)
     events = system.events.subscribe(kinds={"breaker_state"})
     try:
         system.supervise("/s", intensity=1, period=5, children=[
@@ -177,7 +179,8 @@ def test_a_failing_sink_is_reported_and_the_others_still_get_the_alert(system: A
     finally:
         failed.close()
     assert [a["alert"] for a in good.alerts] == ["banned"]
-    assert event is not None and "pager unreachable" in event.fields["error"]
+    assert event is not None
+    assert "pager unreachable" in event.fields["error"]
 
 
 def test_engine_thread_ends_with_the_node_without_close(tmp_path: Path) -> None:
@@ -197,7 +200,8 @@ def test_alerts_from_config_and_bad_rules_name_the_field(tmp_path: Path) -> None
         "cooldown_s = 30\n"
     )
     (rule,) = load_config(config).alerts or []
-    assert rule.event == ["connection_state"] and rule.cooldown_s == 30
+    assert rule.event == ["connection_state"]
+    assert rule.cooldown_s == 30
     config.write_text('[[alerts]]\nname = "x"\nmetric = "m"\nseverity = "loud"\n')
     with pytest.raises(ConfigError, match=r"alerts\.0\.severity"):
         load_config(config)
