@@ -111,7 +111,9 @@ def test_event_rule_counts_events_within_the_window() -> None:
     gaps=st.lists(st.floats(min_value=0.01, max_value=50.0), min_size=1, max_size=60),
     cooldown=st.floats(min_value=0.0, max_value=100.0),
 )
-def test_always_true_fires_exactly_when_cooldown_has_passed(gaps: list[float], cooldown: float) -> None:
+def test_always_true_fires_exactly_when_cooldown_has_passed(
+    gaps: list[float], cooldown: float
+) -> None:
     ev = RuleEvaluator(_rule(metric="m", threshold=0, cooldown_s=cooldown))
     now, last, expected, got = 0.0, None, [], []
     for gap in gaps:
