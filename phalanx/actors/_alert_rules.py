@@ -9,7 +9,8 @@ Invariants:
 - ``for_s`` counts from the first evaluation that saw the condition true, and
   restarts when an evaluation sees it false (or the series is gone);
 - an event rule is true while at least ``threshold`` matching events (by
-  ``op``) arrived within the last ``window_s``.
+  ``op``) arrived within the last ``window_s``; it is one series (one
+  cooldown) whichever actor published the events.
 """
 
 from __future__ import annotations
