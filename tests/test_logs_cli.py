@@ -34,6 +34,10 @@ LIVE_ORDERS = [
     {"event": "retry_attempt", "ts": "2026-12-01T09:01:01Z", "order_req_id": "r2", "attempt": 2},
     {"event": "order_fill", "ts": "2026-12-01T09:01:02Z", "order_req_id": "r2",
      "symbol": "ETH/USDT", "side": "sell", "price": "3000", "qty": "0.4"},
+    {"event": "order_cancel", "ts": "2026-12-01T09:01:30Z", "order_req_id": "r3",
+     "symbol": "ETH/USDT", "status": "canceled"},
+    {"event": "order_fill", "ts": "2026-12-01T09:01:40Z", "order_req_id": "r3",
+     "symbol": "ETH/USDT", "price": "3001", "amount": "0.1"},
     {"event": "actor_restarted", "ts": "2026-12-01T09:02:00Z"},
 ]  # fmt: skip
 DECISIONS = [
@@ -82,10 +86,11 @@ def test_trades_view_reads_gzipped_and_live_files_oldest_first(
     assert [(r["symbol"], r["price"], r["amount"], r["fee"]) for r in rows] == [
         ("BTC/USDT", "50000", "0.1", "5"),
         ("ETH/USDT", "3000", "0.4", None),  # qty stands in for amount; no fee: blank
+        ("ETH/USDT", "3001", "0.1", None),
     ]
     only = _json(capsys, "logs", "--json", "query", "--var-dir", str(var), "trades",
                  "--symbol", "ETH/USDT")  # fmt: skip
-    assert [r["symbol"] for r in only] == ["ETH/USDT"]
+    assert [r["symbol"] for r in only] == ["ETH/USDT", "ETH/USDT"]
 
 
 def test_unreadable_lines_are_skipped_and_reported(
@@ -100,13 +105,18 @@ def test_orders_view_groups_by_any_order_id_and_filters_by_status(
 ) -> None:
     rows = _json(capsys, "logs", "query", "--var-dir", str(var), "--json", "orders")
     by_id = {r["order_req_id"]: r for r in rows}
-    assert set(by_id) == {"r1", "r2"}
+    assert set(by_id) == {"r1", "r2", "r3"}
     assert by_id["r1"]["status"] == "filled"  # order_done came by exchange id only
     assert by_id["r1"]["client_order_id"] == "px-1-0"
     assert by_id["r1"]["exchange_order_id"] == "77"
     assert (by_id["r1"]["attempts"], by_id["r1"]["fills"]) == (1, 1)
     assert by_id["r2"]["status"] == "partially_filled"
     assert by_id["r2"]["retries"] == 1
+    assert by_id["r3"]["status"] == "canceled"  # a fill after cancel is counted, state kept
+    assert by_id["r3"]["fills"] == 1
+    assert by_id["r3"]["filled"] == "0.1"  # summed from fills: no cumulative `filled` logged
+    assert by_id["r3"]["price"] is None  # a fill's price is not the order's
+    assert (by_id["r2"]["amount"], by_id["r2"]["filled"]) == ("1", "0.4")
     filled = _json(capsys, "logs", "query", "--var-dir", str(var), "--json", "orders",
                    "--status", "filled")  # fmt: skip
     assert [r["order_req_id"] for r in filled] == ["r1"]
@@ -145,7 +155,7 @@ def test_tables_render_without_json(var: Path, capsys: pytest.CaptureFixture[str
     assert main(["logs", "query", "--var-dir", str(var), "orders", "--limit", "1"]) == 0
     out = capsys.readouterr().out
     assert "orders (1)" in out
-    assert "r2" in out
+    assert "r3" in out
     assert "r1" not in out
     assert main(["logs", "query", "--var-dir", str(var), "performance"]) == 0
     out = capsys.readouterr().out

@@ -47,7 +47,10 @@ _IMPLIED_STATUS = {
     "order_cancel": "canceling",
     "order_done": "done",
 }
+_TERMINAL = frozenset({"filled", "canceled", "rejected", "expired", "closed", "done"})
 _ORDER_KEYS = ("order_req_id", "client_order_id", "exchange_order_id")
+_ORDER_FIELDS = ("symbol", "side", "type", "price", "amount", *_ORDER_KEYS)
+_FILL_FIELDS = ("symbol", "side", *_ORDER_KEYS)
 
 
 def log_files(log_dir: Path, taxonomy: str) -> list[Path]:
@@ -168,6 +171,7 @@ def orders_view(
     """One row per order (by ``order_req_id``, else client or exchange id), its latest state."""
     orders: dict[str, dict[str, Any]] = {}
     aliases: dict[str, str] = {}
+    filled_sum: dict[str, Decimal] = {}
     for r in records:
         if r.get("event") not in ORDER_EVENTS:
             continue
@@ -182,14 +186,25 @@ def orders_view(
             {"first_ts": r.get("ts"), "attempts": 0, "fills": 0, "retries": 0, "status": None}
             | dict.fromkeys(("symbol", "side", "type", "price", "amount", "filled", *_ORDER_KEYS)),
         )
-        for field in ("symbol", "side", "type", "price", "amount", "filled", *_ORDER_KEYS):
+        event = r["event"]
+        # A fill's price and amount are the trade's, not the order's.
+        fields = _FILL_FIELDS if event == "order_fill" else _ORDER_FIELDS
+        for field in fields:
             if r.get(field) is not None:
                 row[field] = r[field]
-        event = r["event"]
+        if r.get("filled") is not None:  # cumulative, as the order reports it
+            row["filled"] = r["filled"]
+            filled_sum.pop(key, None)
+        elif event == "order_fill" and (amount := _decimal(_first(r, "amount", "qty"))):
+            filled_sum[key] = filled_sum.get(key, Decimal(0)) + amount
+            row["filled"] = format(filled_sum[key].normalize(), "f")
         row["attempts"] += event == "order_attempt"
         row["fills"] += event == "order_fill"
         row["retries"] += event == "retry_attempt"
-        row["status"] = r.get("status") or _IMPLIED_STATUS.get(event, row["status"])
+        if r.get("status") is not None:
+            row["status"] = r["status"]
+        elif row["status"] not in _TERMINAL:  # a late fill after cancel keeps "canceled"
+            row["status"] = _IMPLIED_STATUS.get(event, row["status"])
         row["last_ts"] = r.get("ts")
     rows = list(orders.values())
     return [row for row in rows if status is None or row["status"] == status]

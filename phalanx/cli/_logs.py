@@ -143,9 +143,14 @@ def _emit_rows(args: argparse.Namespace, reader: LogReader, rows: list[dict[str,
             table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*("" if row.get(c) is None else str(row[c]) for c in columns))
-        Console(soft_wrap=True).print(table)
+        _console().print(table)
     _report_skipped(reader)
     return 0
+
+
+def _console() -> Console:
+    # Piped output gets a wide table rather than 80 columns of folded ids.
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _report_skipped(reader: LogReader) -> None:
@@ -186,7 +191,7 @@ def _performance(args: argparse.Namespace) -> int:
         for symbol, stats in view["by_symbol"].items():
             table.add_row(f"{symbol}", f"{stats['closed']} closed, pnl {stats['pnl']}, "
                                        f"win rate {stats['win_rate']}")  # fmt: skip
-        Console(soft_wrap=True).print(table)
+        _console().print(table)
     _report_skipped(reader)
     return 0
 
