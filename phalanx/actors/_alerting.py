@@ -134,7 +134,7 @@ class AlertEngine:
     def _send(self, firings: Iterable[Firing]) -> list[dict[str, Any]]:
         sent = []
         for firing in firings:
-            alert = firing.as_alert()
+            alert = {**firing.as_alert(), "at": time.time()}
             self.fired.append(alert)
             sent.append(alert)
             for sink in self.sinks:
