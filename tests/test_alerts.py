@@ -183,13 +183,15 @@ def test_a_failing_sink_is_reported_and_the_others_still_get_the_alert(system: A
     assert "pager unreachable" in event.fields["error"]
 
 
-def test_engine_thread_ends_with_the_node_without_close(tmp_path: Path) -> None:
+def test_engine_and_server_end_with_the_node_without_close(tmp_path: Path) -> None:
     with ActorSystem(var_dir=tmp_path / "v", sync=False) as system:
         engine = start_alerting(system, tick_s=0.05)
         observability = start_observability(system, MetricsConfig(port=0, alert_tick_s=0.05))
         assert observability.server is not None
-    engine.close()  # joins a thread that already ended
-    assert not [t for t in threading.enumerate() if t.name.startswith("phalanx-alerts")]
+    assert engine.join(5)
+    assert observability.alerts.join(5)
+    assert observability.server.closed
+    assert not [t for t in threading.enumerate() if t.name.startswith("phalanx-metrics")]
 
 
 def test_alerts_from_config_and_bad_rules_name_the_field(tmp_path: Path) -> None:

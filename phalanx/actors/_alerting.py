@@ -174,6 +174,13 @@ class AlertEngine:
                 next_tick = time.monotonic() + self.tick_s
         self._sub.close()
 
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end (at ``node_stopped`` or :meth:`close`); True if it has."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop evaluating and join the thread. Idempotent."""
         self._stopping.set()
