@@ -10,7 +10,20 @@ Where Python forces a different mechanism than OTP:
   boundary, and code stuck past a shutdown timeout is interrupted with an
   async exception (see ``runtime.ActorKilled``);
 - a child's mailbox belongs to its address, so a restarted child keeps the
-  messages queued for it (OTP's die with the process).
+  messages queued for it (OTP's die with the process); so does the supervisor's
+  own, so every internal message names the supervisor instance it is for, and
+  exit notes name the child cell and the incarnation that ended: a note meant
+  for a predecessor, or about an incarnation already replaced, is dropped;
+- a child stuck in a C call cannot be stopped in time: the supervisor moves
+  on and finishes that child's part of a group restart when its end arrives.
+
+Durable messages queued for a child belong to its address. When a child is
+stopped for good while the node runs (terminate_child, not restarted, an
+escalation) they are dead-lettered as ``actor_stopped``; at node shutdown,
+and when a start fails (at boot, start_child, restart_child, or a failed
+supervisor start), they stay in the journal for the next cell at that path
+(a restart, a later start, the next boot), counted as ``journaled`` and
+reported in the ``actor_stopped`` event.
 """
 
 from __future__ import annotations
@@ -69,28 +82,44 @@ class _Child:
     timer: Timer | None = None
     breaker: CircuitBreaker | None = None
     incarnations: set[int] = field(default_factory=set)
+    # The last incarnation a group restart asked to end: its end is no failure.
+    ending: int | None = None
+    # The group restart stopped at this child until its ``ending`` incarnation ends.
+    awaiting_end: bool = False
+
+
+# Internal messages name the Supervisor instance they are for (``owner``): the
+# mailbox outlives an incarnation, and a successor must not act on them.
 
 
 @dataclass(frozen=True)
 class _Exited:
-    path: str
+    owner: object
+    cell: ActorCell
     incarnation: int
     reason: str
     error: BaseException | None
 
+    @property
+    def path(self) -> str:
+        return self.cell.path
+
 
 @dataclass(frozen=True)
 class _Retry:
+    owner: object
     path: str
 
 
 @dataclass(frozen=True)
 class _HalfOpen:
+    owner: object
     path: str
 
 
 @dataclass(frozen=True)
 class _TrialOk:
+    owner: object
     path: str
 
 
@@ -139,8 +168,8 @@ class Supervisor(Actor):
             error = self._start_child(child)
             if error is not None:
                 if child.cell is not None:
-                    child.cell.finish(START_FAILED)
-                self._terminate_all()
+                    child.cell.finish(START_FAILED, keep_journaled=True)
+                self._terminate_all(keep_journaled=True)
                 raise SupervisorStartFailed(
                     f"{self.path}: child {spec.id!r} failed to start: {error!r}"
                 ) from error
@@ -150,9 +179,14 @@ class Supervisor(Actor):
     def _after_incarnation(self, reason: str) -> None:
         # Whatever ended this incarnation (stop, escalation, crash, kill), its
         # children end with it, as linked processes do in OTP.
-        self._terminate_all()
+        self._terminate_all(keep_journaled=reason == START_FAILED)
 
     def on_receive(self, message: Any) -> Any:
+        if (
+            isinstance(message, _Exited | _Retry | _HalfOpen | _TrialOk)
+            and message.owner is not self
+        ):
+            return None  # for a predecessor incarnation of this supervisor: stale
         if isinstance(message, _Exited):
             self._on_exited(message)
         elif isinstance(message, _Retry):
@@ -168,9 +202,11 @@ class Supervisor(Actor):
         return None
 
     # Called on the exiting child's thread: hand the news to our own thread.
-    def child_exited(self, cell: ActorCell, reason: str, exc: BaseException | None) -> None:
+    def child_exited(
+        self, cell: ActorCell, reason: str, exc: BaseException | None, incarnation: int
+    ) -> None:
         """The parent hook of every child cell (see ``runtime.Parent``)."""
-        note = _Exited(cell.path, cell.incarnation, reason, exc)
+        note = _Exited(self, cell, incarnation, reason, exc)
         if self._cell.inbox.append_unbounded(Envelope(note, sender=cell.path)):
             self.system.post.count_sent()
 
@@ -212,11 +248,23 @@ class Supervisor(Actor):
             child.incarnations.add(cell.incarnation)
         return error
 
-    def _terminate(self, child: _Child, *, finish: bool, reason: str = SHUTDOWN) -> None:
+    def _terminate(
+        self,
+        child: _Child,
+        *,
+        finish: bool,
+        reason: str = SHUTDOWN,
+        keep_journaled: bool = False,
+    ) -> None:
         """End a child's incarnation by its shutdown spec; ``finish`` stops it for good.
 
         ``reason`` is the exit reason reported when it is finished (the child's
-        own, when it ended by itself and is not restarted).
+        own, when it ended by itself and is not restarted). Its queued durable
+        messages stay journaled only with ``keep_journaled`` or at node
+        shutdown (see the module docstring); otherwise they are dead-lettered.
+
+        Not finishing (a group restart), a child that does not end in time is
+        marked ``ending``: its end is reported later and completes the restart.
         """
         if child.timer is not None:
             child.timer.cancel()
@@ -224,20 +272,33 @@ class Supervisor(Actor):
         cell = child.cell
         if cell is None:
             return
+        incarnation = cell.incarnation  # only this thread starts our children
         shutdown = child.spec.shutdown
+        report_late = not finish
         if shutdown == "brutal_kill":
-            cell.end_incarnation(brutal=True, timeout=1.0)
+            ended = cell.end_incarnation(brutal=True, timeout=1.0, report_late=report_late)
         elif shutdown == "infinity":
-            cell.end_incarnation(brutal=False, timeout=None)
+            ended = cell.end_incarnation(brutal=False, timeout=None, report_late=report_late)
         else:
-            cell.end_incarnation(brutal=False, timeout=float(shutdown))
+            ended = cell.end_incarnation(
+                brutal=False, timeout=float(shutdown), report_late=report_late
+            )
+        if not finish:
+            # Ended or not (then its end is reported late), that end is ours.
+            child.ending = incarnation
+            child.awaiting_end = False
+            if not ended:
+                self.system._event("child_end_overrun", child.path, supervisor=self.path)
         if finish:
-            cell.finish(reason, keep_journaled=True)
+            keep = keep_journaled or self.system._closed  # node shutdown: keep for next boot
+            cell.finish(reason, keep_journaled=keep)
             cell.join(5.0)
             child.cell = None
             child.restarting = False
+            child.ending = None
+            child.awaiting_end = False
 
-    def _terminate_all(self) -> None:
+    def _terminate_all(self, *, keep_journaled: bool = False) -> None:
         """Stop every child for good: reverse start order, or in parallel if dynamic."""
         with self._lock:
             children = list(reversed(self._children))
@@ -246,7 +307,7 @@ class Supervisor(Actor):
                 threading.Thread(
                     target=self._terminate,
                     args=(child,),
-                    kwargs={"finish": True},
+                    kwargs={"finish": True, "keep_journaled": keep_journaled},
                     name=f"phalanx-sup-stop:{child.path}",
                 )
                 for child in children
@@ -257,7 +318,7 @@ class Supervisor(Actor):
                 thread.join()  # one shared timer: each child's own spec bounds it
         else:
             for child in children:
-                self._terminate(child, finish=True)
+                self._terminate(child, finish=True, keep_journaled=keep_journaled)
 
     # --- failures ------------------------------------------------------------
 
@@ -269,9 +330,20 @@ class Supervisor(Actor):
 
     def _on_exited(self, note: _Exited) -> None:
         child = self._find(note.path)
-        if child is None or child.cell is None or child.cell.incarnation != note.incarnation:
-            return  # stale: about an incarnation we already replaced or stopped
-        cell = child.cell
+        if (
+            child is None
+            or child.cell is not note.cell
+            or note.cell.incarnation != note.incarnation
+        ):
+            return  # stale: about a cell or an incarnation we already replaced or stopped
+        cell = note.cell
+        if child.ending == note.incarnation:
+            # The late end of an incarnation a group restart asked to end: not a
+            # failure. Resume that restart if it was waiting for this child.
+            if child.awaiting_end:
+                child.awaiting_end = False
+                self._on_retry(child.path)
+            return
         if child.breaker is not None and child.breaker.state == "half_open":
             child.breaker.record_failure()  # the trial failed: reopen, longer
             self._open_circuit(child)
@@ -351,7 +423,9 @@ class Supervisor(Actor):
             if member.cell is not None and member.cell.status != "stopped":
                 member.cell.status = "backoff" if delay > 0 else "restarting"
         if delay > 0:
-            child.timer = self.system.timers.call_later(delay, self._send_self(_Retry(child.path)))
+            child.timer = self.system.timers.call_later(
+                delay, self._send_self(_Retry(self, child.path))
+            )
         else:
             self._on_retry(child.path)
 
@@ -373,6 +447,12 @@ class Supervisor(Actor):
                 with self._lock:
                     self._children.remove(member)  # temporary bystanders are not restarted
                 continue
+            cell = member.cell
+            if cell is not None and cell.actor is not None and cell.incarnation == member.ending:
+                # Asked to end but stuck (a C call): start it, and those after it,
+                # once its end arrives (_on_exited), keeping the start order.
+                member.awaiting_end = True
+                return
             if member.cell is not None and member.cell.actor is not None:
                 continue  # still running (not part of the failure)
             error = self._start_child(member)
@@ -389,7 +469,7 @@ class Supervisor(Actor):
                 member.consecutive += 1
                 delay = backoff_delay(retry, member.consecutive)
                 member.timer = self.system.timers.call_later(
-                    delay, self._send_self(_Retry(member.path))
+                    delay, self._send_self(_Retry(self, member.path))
                 )
                 return
 
@@ -415,7 +495,9 @@ class Supervisor(Actor):
             cell.status = "circuit_open"
             cell.breaker_state = "open"
         delay = child.breaker.reset_timeout
-        child.timer = self.system.timers.call_later(delay, self._send_self(_HalfOpen(child.path)))
+        child.timer = self.system.timers.call_later(
+            delay, self._send_self(_HalfOpen(self, child.path))
+        )
 
     def _on_half_open(self, path: str) -> None:
         child = self._find(path)
@@ -427,11 +509,13 @@ class Supervisor(Actor):
             # Fired early, or the deadline moved later (open_for): try again then.
             until = child.breaker.opened_until()
             left = max(0.01, until - time.monotonic()) if until is not None else 0.01
-            child.timer = self.system.timers.call_later(left, self._send_self(_HalfOpen(path)))
+            child.timer = self.system.timers.call_later(
+                left, self._send_self(_HalfOpen(self, path))
+            )
             return
         if state != "half_open":
             return
-        child.cell.trial_notify = self._send_self(_TrialOk(path))
+        child.cell.trial_notify = self._send_self(_TrialOk(self, path))
         error = self._start_child(child)
         if error is not None:
             child.breaker.record_failure()
@@ -488,7 +572,7 @@ class Supervisor(Actor):
         error = self._start_child(child)
         if error is not None:
             if child.cell is not None:
-                child.cell.finish(START_FAILED)
+                child.cell.finish(START_FAILED, keep_journaled=True)
             raise error
         with self._lock:
             self._children.append(child)
@@ -506,10 +590,28 @@ class Supervisor(Actor):
             if not known and not self.system.is_alive(key):
                 return  # OTP: terminating a dynamic child that is already gone is ok
         child = self._child_by_id(key)
+        stranded = self._stranded_by(child)
         self._terminate(child, finish=True)
         if child.spec.restart == "temporary" or self.strategy == "simple_one_for_one":
             with self._lock:
                 self._children.remove(child)
+        # OTP: the siblings its pending group restart had stopped stay terminated.
+        for member in stranded:
+            self._terminate(member, finish=True)
+            if member.spec.restart == "temporary":
+                with self._lock:
+                    self._children.remove(member)
+
+    def _stranded_by(self, child: _Child) -> list[_Child]:
+        """Group members whose restart only ``child``'s pending retry would carry out."""
+        holds_retry = child.restarting and (child.timer is not None or child.awaiting_end)
+        if not holds_retry or self.strategy == "simple_one_for_one":
+            return []
+        return [
+            m
+            for m in self._restart_group(child)
+            if m is not child and m.restarting and m.timer is None and not m.awaiting_end
+        ]
 
     def _api_restart_child(self, key: str) -> str:
         child = self._child_by_id(key)
@@ -520,7 +622,7 @@ class Supervisor(Actor):
         error = self._start_child(child)
         if error is not None:
             if child.cell is not None:
-                child.cell.finish(START_FAILED)
+                child.cell.finish(START_FAILED, keep_journaled=True)
                 child.cell = None
             raise error
         return child.path
