@@ -70,6 +70,42 @@ def test_interrupt_of_an_overrun_stop_never_lands_in_runtime_teardown(
     assert record == ["finished"]
 
 
+class Spins(Actor):
+    """'spin' loops in Python code (interruptible) until ``release``; records how it ended."""
+
+    def __init__(self, entered: threading.Event, release: threading.Event, record: list[str]):
+        super().__init__()
+        self.entered, self.release, self.record = entered, release, record
+
+    def on_receive(self, message: Any) -> Any:
+        self.entered.set()
+        try:
+            while not self.release.wait(0.01):
+                pass
+        except BaseException as exc:
+            self.record.append(type(exc).__name__)
+            raise
+        return message
+
+
+def test_a_handler_stuck_in_python_past_its_stop_timeout_is_interrupted_and_dead_lettered(
+    system: ActorSystem,
+) -> None:
+    entered, release, record = threading.Event(), threading.Event(), []
+    system.spawn(Spins, "/spin", entered, release, record)
+    system.tell("/spin", "spin")
+    assert entered.wait(5)
+    try:
+        assert system._cell("/spin").shutdown(0.05)
+    finally:
+        release.set()
+    assert record == ["ActorKilled"]
+    system.storage.flush()
+    failed = system.dead_letters.list(reason="handler_failed", target="/spin")
+    assert [d.message for d in failed] == ["spin"]
+    assert failed[0].error_type.endswith("ActorKilled")
+
+
 class Interrupt(BaseException):
     """Stands in for an async exception landing in a storage op."""
 

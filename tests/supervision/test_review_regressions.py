@@ -183,10 +183,11 @@ def test_exit_note_names_the_incarnation_that_ended_not_the_one_running_when_sen
 # --- 2. a group-restart sibling stuck in a C call -------------------------------------------------
 
 
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
 def test_group_restart_sibling_stuck_in_a_c_call_is_restarted_once_it_ends(
-    system: ActorSystem, monkeypatch: pytest.MonkeyPatch
+    system: ActorSystem, monkeypatch: pytest.MonkeyPatch, strategy: str
 ) -> None:
-    """one_for_all: a sibling that cannot be stopped in time is not lost.
+    """one_for_all / rest_for_one: a sibling that cannot be stopped in time is not lost.
 
     Its end (after its C call returns) reaches the supervisor, which then
     restarts it, and the siblings after it, in start order.
@@ -198,7 +199,7 @@ def test_group_restart_sibling_stuck_in_a_c_call_is_restarted_once_it_ends(
         ChildSpec("b", Stuck, args=(entered, release), shutdown=0.05, retry=NO_BACKOFF),
         ChildSpec("c", Worker, retry=NO_BACKOFF),
     ]
-    sup = system.supervise("/s", "one_for_all", 10, 60, specs)
+    sup = system.supervise("/s", strategy, 10, 60, specs)  # type: ignore[arg-type]
     system.tell("/s/b", "block")
     assert entered.wait(5)
     try:
