@@ -179,15 +179,15 @@ class Actor(pykka.ThreadingActor):
     # Invariant: an ActorKilled is raised in this incarnation's thread only while
     # user code runs (on_start, post_restart, a handler, on_stop), never in the
     # runtime's own code (bookkeeping, dead-lettering, storage, teardown). The
-    # window opens and closes under _interrupt_lock; closing it drops an
-    # interrupt still pending; at most one interrupt is sent per window, so one
-    # that surfaces just after the user code returned is the only one (and is
-    # handled as an interrupt of that user code).
+    # window closes under _interrupt_lock, which also drops an interrupt still
+    # pending, and _interrupt sends under the same lock, so none is sent or
+    # left pending once it is closed. At most one is sent per window: one that
+    # surfaces just after the user code returned is the only one, and is
+    # handled as an interrupt of that user code. Opening needs no lock: the
+    # close before it already reset _interrupt_sent on this thread.
 
     def _enter_user_code(self) -> None:
-        with self._interrupt_lock:
-            self._in_user_code = True
-            self._interrupt_sent = False
+        self._in_user_code = True
 
     def _leave_user_code(self) -> None:
         with self._interrupt_lock:
@@ -304,16 +304,18 @@ class Actor(pykka.ThreadingActor):
             try:
                 # Opened inside the try: an interrupt landing at once still
                 # dead-letters this envelope below (nothing taken is lost).
-                with ilock:  # inlined _enter_user_code(): the per-message hot path
-                    self._in_user_code = True
-                    self._interrupt_sent = False
+                self._in_user_code = True  # inlined _enter_user_code(): the hot path
                 try:
                     if isinstance(message, pykka_types):
                         result = handle_pykka(message)
                     else:
                         result = on_receive(message)
                 finally:
-                    leave()
+                    with ilock:  # inlined _leave_user_code()
+                        self._in_user_code = False
+                        if self._interrupt_sent:
+                            self._interrupt_sent = False
+                            _clear_pending_interrupt(threading.get_ident())
             except Exception as exc:
                 trace_var.reset(token)
                 self._envelope = None
@@ -322,7 +324,7 @@ class Actor(pykka.ThreadingActor):
                 return ExitReason.CRASHED, exc
             except ActorKilled as exc:
                 # Interrupted by an overrun shutdown: the message fails loudly.
-                leave()  # if it surfaced inside leave() itself
+                leave()  # if it surfaced while the window was closing
                 trace_var.reset(token)
                 self._envelope = None
                 cell.system.post.dead_letter("handler_failed", env, cell.path, error=exc)
