@@ -371,10 +371,13 @@ class ActorCell:
                 system.post.dead_letter(reason, env, self.path, error=exc)
             return True
         if directive is Directive.RESTART:
+            fatal: BaseException | None = None
             try:
                 actor.pre_restart(exc)
             except Exception as hook_exc:
                 self.record_failure(hook_exc, None, where="pre_restart")
+            except BaseException as hook_exc:  # SystemExit...: place the message first
+                fatal = hook_exc
             budget = retry_budget(exc, self.retry)
             if env.attempt < budget:
                 env.attempt += 1
@@ -391,6 +394,8 @@ class ActorCell:
                 )
             else:
                 system.post.dead_letter("retries_exhausted", env, self.path, error=exc)
+            if fatal is not None:
+                raise fatal  # ends the incarnation as a crash with this error
             return False
         system.post.dead_letter("handler_failed", env, self.path, error=exc)
         return False

@@ -346,6 +346,35 @@ def test_error_escaping_the_actor_loop_is_reported_as_a_crash_with_that_error(
     assert [f["error_type"] for f in failures] == ["SystemExit"]
 
 
+class ExitsInPreRestart(Actor):
+    seen: list[tuple[str, int]] = []
+
+    def on_receive(self, message: Any) -> Any:
+        ExitsInPreRestart.seen.append((message, self.envelope.attempt if self.envelope else 0))
+        if self.incarnation == 1:
+            raise ConnectionError("first incarnation fails")
+        return self.incarnation
+
+    def pre_restart(self, exc: BaseException) -> None:
+        raise SystemExit("pre_restart called sys.exit")
+
+
+def test_system_exit_in_pre_restart_still_redelivers_the_failing_message(
+    system: ActorSystem,
+) -> None:
+    ExitsInPreRestart.seen = []
+    retry = Retry(max_attempts=2, backoff="fixed", base=0.0, jitter=0.0)
+    system.supervise("/s", "one_for_one", 5, 60, [ChildSpec("x", ExitsInPreRestart, retry=retry)])
+    with watch(system, {"child_restarting", "actor_restarted"}) as sub:
+        system.tell("/s/x", "work")
+        restarting = wait(sub, "child_restarting", "/s/x")
+        wait(sub, "actor_restarted", "/s/x")
+    assert system.ask("/s/x", "get", timeout=5) == 2
+    assert ExitsInPreRestart.seen[:2] == [("work", 1), ("work", 2)]  # redelivered, not lost
+    assert restarting.fields["reason"] == "crashed"
+    assert "pre_restart called sys.exit" in restarting.fields["error"]
+
+
 # --- 5. a half-open trial whose on_start times out ------------------------------------------------
 
 
