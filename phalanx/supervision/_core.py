@@ -115,7 +115,7 @@ class _SupervisorCore(Actor):
         ``reason`` is the exit reason reported when it is finished (the child's
         own, when it ended by itself and is not restarted). Its queued durable
         messages stay journaled only with ``keep_journaled`` or at node
-        shutdown (see the module docstring); otherwise they are dead-lettered.
+        shutdown (see the ``_supervisor`` docstring); otherwise dead-lettered.
 
         Not finishing (a group restart), a child that does not end in time is
         marked ``ending``: its end is reported later and completes the restart.
