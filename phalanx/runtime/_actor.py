@@ -42,7 +42,11 @@ class ActorKilled(BaseException):
 
 
 def interrupt_thread(thread: threading.Thread) -> bool:
-    """Raise :class:`ActorKilled` inside ``thread``; True if it was delivered."""
+    """Raise :class:`ActorKilled` inside ``thread``; True if it was delivered.
+
+    Unguarded: it may land anywhere. The runtime uses :meth:`Actor._interrupt`,
+    which only interrupts user code.
+    """
     ident = thread.ident
     if ident is None or not thread.is_alive():
         return False
@@ -50,6 +54,11 @@ def interrupt_thread(thread: threading.Thread) -> bool:
         ctypes.c_ulong(ident), ctypes.py_object(ActorKilled)
     )
     return bool(delivered == 1)
+
+
+def _clear_pending_interrupt(ident: int) -> None:
+    # PyThreadState_SetAsyncExc(id, NULL) drops an async exception not yet raised.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
 
 
 class ExitReason:
@@ -83,6 +92,11 @@ class Actor(pykka.ThreadingActor):
             )
         self._cell: ActorCell = cell
         self._envelope: Envelope | None = None
+        # Interrupt window (see _interrupt): open only while user code runs.
+        self._interrupt_lock = threading.Lock()
+        self._in_user_code = False
+        self._interrupt_sent = False
+        self._loop_thread: threading.Thread | None = None
         super().__init__()
 
     def _create_actor_inbox(self) -> Any:  # type: ignore[override]
@@ -156,31 +170,89 @@ class Actor(pykka.ThreadingActor):
             name=f"phalanx:{self._cell.path}#{self._cell.incarnation}",
             daemon=self.use_daemon_thread,
         )
+        self._loop_thread = thread
         self._cell.thread = thread
         thread.start()
+
+    # --- interrupts ----------------------------------------------------------
+    #
+    # Invariant: an ActorKilled is raised in this incarnation's thread only while
+    # user code runs (on_start, post_restart, a handler, on_stop), never in the
+    # runtime's own code (bookkeeping, dead-lettering, storage, teardown). The
+    # window closes under _interrupt_lock, which also drops an interrupt still
+    # pending, and _interrupt sends under the same lock, so none is sent or
+    # left pending once it is closed. At most one is sent per window: one that
+    # surfaces just after the user code returned is the only one, and is
+    # handled as an interrupt of that user code. Opening needs no lock: the
+    # close before it already reset _interrupt_sent on this thread.
+
+    def _enter_user_code(self) -> None:
+        self._in_user_code = True
+
+    def _leave_user_code(self) -> None:
+        with self._interrupt_lock:
+            self._in_user_code = False
+            if self._interrupt_sent:
+                self._interrupt_sent = False
+                _clear_pending_interrupt(threading.get_ident())
+
+    def _interrupt(self) -> bool:
+        """Raise ActorKilled in this incarnation's thread if it runs user code now."""
+        with self._interrupt_lock:
+            thread = self._loop_thread
+            if not self._in_user_code or self._interrupt_sent or thread is None:
+                return False
+            self._interrupt_sent = interrupt_thread(thread)
+            return self._interrupt_sent
+
+    def _user_start(self) -> None:
+        try:
+            self._enter_user_code()
+            self.on_start()
+            if self._cell.incarnation > 1:
+                self.post_restart()
+        finally:
+            self._leave_user_code()
+
+    def _user_stop(self) -> None:
+        try:
+            self._enter_user_code()
+            self.on_stop()
+        finally:
+            self._leave_user_code()
+
+    # --- the core loop -----------------------------------------------------
 
     def _actor_loop(self) -> None:
         cell = self._cell
         path_token = _context._path.set(cell.path)
         reason: str = ExitReason.KILLED
         exc: BaseException | None = None
+        started = False
         try:
             try:
-                self.on_start()
-                if cell.incarnation > 1:
-                    self.post_restart()
+                self._user_start()
             except Exception as start_exc:
                 reason, exc = ExitReason.START_FAILED, start_exc
                 return
+            started = True
             cell.incarnation_started(self)
             reason, exc = self._run_loop(cell)
             if reason in (ExitReason.NORMAL, ExitReason.SHUTDOWN):
                 try:
-                    self.on_stop()
+                    self._user_stop()
                 except Exception as stop_exc:
                     cell.record_failure(stop_exc, None, where="on_stop")
         except ActorKilled:
+            self._leave_user_code()
             reason, exc = ExitReason.KILLED, None  # interrupted: an overrun shutdown
+        except BaseException as err:
+            # Not an interrupt: SystemExit/KeyboardInterrupt from on_start or on_stop,
+            # or a runtime bug. A crash (or failed start) with the real error.
+            self._leave_user_code()
+            reason, exc = (ExitReason.CRASHED if started else ExitReason.START_FAILED), err
+            if started:
+                cell.record_failure(err, None, where="actor_loop")
         finally:
             # Invariant: every incarnation reports its end exactly once, whatever
             # raised above, so supervisors and shutdown never wait forever.
@@ -216,6 +288,8 @@ class Actor(pykka.ThreadingActor):
         )
         on_receive = self.on_receive
         handle_pykka = self._handle_receive
+        ilock = self._interrupt_lock
+        leave = self._leave_user_code
         while True:
             item = get()
             if type(item) is Control:
@@ -228,10 +302,20 @@ class Actor(pykka.ThreadingActor):
             self._envelope = env
             token = trace_var.set(env.trace)
             try:
-                if isinstance(message, pykka_types):
-                    result = handle_pykka(message)
-                else:
-                    result = on_receive(message)
+                # Opened inside the try: an interrupt landing at once still
+                # dead-letters this envelope below (nothing taken is lost).
+                self._in_user_code = True  # inlined _enter_user_code(): the hot path
+                try:
+                    if isinstance(message, pykka_types):
+                        result = handle_pykka(message)
+                    else:
+                        result = on_receive(message)
+                finally:
+                    with ilock:  # inlined _leave_user_code()
+                        self._in_user_code = False
+                        if self._interrupt_sent:
+                            self._interrupt_sent = False
+                            _clear_pending_interrupt(threading.get_ident())
             except Exception as exc:
                 trace_var.reset(token)
                 self._envelope = None
@@ -240,6 +324,7 @@ class Actor(pykka.ThreadingActor):
                 return ExitReason.CRASHED, exc
             except ActorKilled as exc:
                 # Interrupted by an overrun shutdown: the message fails loudly.
+                leave()  # if it surfaced while the window was closing
                 trace_var.reset(token)
                 self._envelope = None
                 cell.system.post.dead_letter("handler_failed", env, cell.path, error=exc)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pykka import messages as pykka_messages
 
 from phalanx.errors import CircuitOpen, UnknownMessage
-from phalanx.runtime._actor import Actor, ExitReason, _constructing, interrupt_thread
+from phalanx.runtime._actor import Actor, ExitReason, _constructing
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._mailbox import Control, Inbox, Mailbox
 from phalanx.supervision import Directive, Retry
@@ -37,12 +37,23 @@ Factory = Callable[..., Actor]
 KILL = Control(ExitReason.KILLED)
 SHUTDOWN = Control(ExitReason.SHUTDOWN)
 
+# Seconds to wait for a KILL control to be taken before interrupting (brutal ends).
+_KILL_WAIT = 1.0
+# Seconds an interrupted incarnation gets to end before its end is given up on.
+_INTERRUPT_GRACE = 5.0
+
 
 class Parent(Protocol):
     """What a cell reports to: the root policy or an OTP supervisor."""
 
-    def child_exited(self, cell: ActorCell, reason: str, exc: BaseException | None) -> None:
-        """An incarnation ended without being asked to (called on the exiting thread)."""
+    def child_exited(
+        self, cell: ActorCell, reason: str, exc: BaseException | None, incarnation: int
+    ) -> None:
+        """An incarnation ended without being asked to (called on the exiting thread).
+
+        ``incarnation`` is the number of the incarnation that ended, captured
+        under the cell lock: by the time this runs, a newer one may be running.
+        """
 
 
 class _PykkaInbox:
@@ -125,7 +136,8 @@ class ActorCell:
         self.restart_state: Any = None
         self._lock = threading.RLock()
         self._stopping = False
-        self._expected_exit = False
+        # The incarnation a parent asked to end (its end is not reported), if any.
+        self._expected_end: int | None = None
         self._keep_journaled = False
         self.kept_journaled = 0
         self._first_start = threading.Event()
@@ -136,11 +148,16 @@ class ActorCell:
 
     # --- incarnations ------------------------------------------------------
 
-    def start_incarnation(self) -> None:
-        """Build a new instance with the factory and start its thread."""
+    def start_incarnation(self) -> bool:
+        """Build a new instance with the factory and start its thread.
+
+        Returns False, starting nothing, while stopping or while the previous
+        incarnation has not ended (never two consumers on one inbox); True
+        otherwise, even if the factory failed (that end is reported as usual).
+        """
         with self._lock:
             if self._stopping or self.actor is not None:
-                return  # stopping, or an incarnation still runs: never two consumers
+                return False
             self.incarnation += 1
             self.inbox.clear_controls()
             self._ended.clear()
@@ -151,7 +168,7 @@ class ActorCell:
             except Exception as exc:
                 _constructing.cell = None
                 self.incarnation_ended(None, ExitReason.START_FAILED, exc)
-                return
+                return True
             finally:
                 _constructing.cell = None
             if not isinstance(actor, Actor) or actor._cell is not self:
@@ -160,9 +177,10 @@ class ActorCell:
                     ExitReason.START_FAILED,
                     TypeError(f"factory for {self.path} did not return a phalanx Actor"),
                 )
-                return
+                return True
             self.actor = actor
             actor._start_actor_loop()
+            return True
 
     def wait_first_start(self, timeout: float) -> bool:
         """Wait until the first incarnation is running or failed to start."""
@@ -198,7 +216,10 @@ class ActorCell:
             )
             if first_start_failed:
                 self.start_error = exc
-            expected, self._expected_exit = self._expected_exit, False
+            incarnation = self.incarnation  # Invariant: the one that ended (lock held)
+            expected = self._expected_end == incarnation
+            if expected:
+                self._expected_end = None
             notify = False
             if self._stopping:
                 self._finish_stop(reason)
@@ -208,7 +229,7 @@ class ActorCell:
             self._ended.set()
         self._first_start.set()
         if notify and self.parent is not None:
-            self.parent.child_exited(self, reason, exc)
+            self.parent.child_exited(self, reason, exc, incarnation)
 
     def start(self, timeout: float) -> BaseException | None:
         """Start the next incarnation and wait for its ``on_start``.
@@ -218,37 +239,62 @@ class ActorCell:
         """
         self.start_error = None
         self._first_start.clear()
-        self.start_incarnation()
+        if not self.start_incarnation():
+            # A start that timed out earlier may still be stuck (in a C call):
+            # this start fails too, rather than wait on an end that is not ours.
+            return TimeoutError(f"{self.path}: the previous incarnation has not ended yet")
         if not self._first_start.wait(timeout):
             # Invariant: one consumer per inbox. The slow incarnation is ended
             # (killed, interrupted) before anyone may start another.
-            self.end_incarnation(brutal=True, timeout=1.0)
+            self.end_incarnation(brutal=True, timeout=_KILL_WAIT)
             return TimeoutError(f"{self.path} did not finish on_start within {timeout}s")
-        return self.start_error
+        error = self.start_error
+        if error is not None and not isinstance(error, Exception):
+            # SystemExit/KeyboardInterrupt from on_start: callers re-raise start
+            # errors, and must not end their own thread with it.
+            wrapped = RuntimeError(f"{self.path} on_start raised {error!r}")
+            wrapped.__cause__ = error
+            return wrapped
+        return error
 
-    def end_incarnation(self, *, brutal: bool, timeout: float | None) -> bool:
+    def end_incarnation(
+        self, *, brutal: bool, timeout: float | None, report_late: bool = False
+    ) -> bool:
         """End the current incarnation at a supervisor's request, keeping the address.
 
         Not a failure: the parent is not told. ``brutal`` skips ``on_stop``
         (a kill). A graceful end that overruns ``timeout`` is killed, and a
         handler or ``on_stop`` stuck in Python code is interrupted. Returns
         True once the incarnation has ended.
+
+        False means it is still running (stuck in a C call, which no interrupt
+        reaches). It ends at its next bytecode boundary; with ``report_late``
+        that end is reported to the parent (``child_exited``, reason
+        ``killed``) so the parent can finish what it started, otherwise it
+        stays unreported.
         """
         with self._lock:
-            if self.actor is None:
+            actor = self.actor
+            if actor is None:
                 return True
-            self._expected_exit = True
+            incarnation = self.incarnation
+            self._expected_end = incarnation
             self.inbox.put_control(KILL if brutal else SHUTDOWN)
-            thread = self.thread
         if self._ended.wait(timeout):
             return True
         with self._lock:
-            if self.actor is None:
+            if self.actor is not actor:
                 return True
             self.inbox.put_control(KILL)
-        if thread is not None:
-            interrupt_thread(thread)
-        return self._ended.wait(5.0)
+        actor._interrupt()
+        if self._ended.wait(_INTERRUPT_GRACE):
+            return True
+        with self._lock:
+            if self.actor is not actor:
+                return True  # ended just now (its end was not reported)
+            if report_late:
+                self._expected_end = None
+        return False
 
     def finish(self, reason: str = ExitReason.SHUTDOWN, *, keep_journaled: bool = False) -> None:
         """Stop for good with no incarnation running (a parent decided not to restart)."""
@@ -325,10 +371,13 @@ class ActorCell:
                 system.post.dead_letter(reason, env, self.path, error=exc)
             return True
         if directive is Directive.RESTART:
+            fatal: BaseException | None = None
             try:
                 actor.pre_restart(exc)
             except Exception as hook_exc:
                 self.record_failure(hook_exc, None, where="pre_restart")
+            except BaseException as hook_exc:  # SystemExit...: place the message first
+                fatal = hook_exc
             budget = retry_budget(exc, self.retry)
             if env.attempt < budget:
                 env.attempt += 1
@@ -345,6 +394,8 @@ class ActorCell:
                 )
             else:
                 system.post.dead_letter("retries_exhausted", env, self.path, error=exc)
+            if fatal is not None:
+                raise fatal  # ends the incarnation as a crash with this error
             return False
         system.post.dead_letter("handler_failed", env, self.path, error=exc)
         return False
@@ -412,12 +463,12 @@ class ActorCell:
         if self.join(timeout):
             return True
         with self._lock:
-            thread = self.thread
-            if self.actor is not None:
+            actor = self.actor
+            if actor is not None:
                 self.inbox.put_control(KILL)
-        if thread is not None:
-            interrupt_thread(thread)
-        return self.join(5.0)
+        if actor is not None:
+            actor._interrupt()
+        return self.join(_INTERRUPT_GRACE)
 
     def join(self, timeout: float | None) -> bool:
         """Wait until stopped for good and the last thread has exited."""

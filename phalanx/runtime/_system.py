@@ -395,7 +395,13 @@ class ActorSystem:
             self._retired_offered += cell.inbox.offered
             self._retired_journaled += cell.kept_journaled
             self._retired_restarts += cell.restarts
-        self._event("actor_stopped", cell.path, reason=reason, incarnation=cell.incarnation)
+        self._event(
+            "actor_stopped",
+            cell.path,
+            reason=reason,
+            incarnation=cell.incarnation,
+            journaled=cell.kept_journaled,  # durable messages kept for the next cell/boot
+        )
 
     # --- timers ------------------------------------------------------------
 

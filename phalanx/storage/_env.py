@@ -18,6 +18,12 @@ Invariants:
   batch failed). They must be pure functions of the transaction.
 - ``set_mapsize`` remaps the file and invalidates open transactions, so reads
   take a shared gate and map growth takes it exclusively.
+- Only ``Exception`` is caught around ops. A ``BaseException`` (an actor's
+  ``ActorKilled`` landing while its thread combines a write, SystemExit...)
+  propagates in the thread it was raised in, is never turned into an error
+  another caller could catch and retry, and never strands a future: ops that
+  committed get their results, the other callers' uncommitted ops are handed
+  to the writer thread, the raising caller's own op is not committed.
 """
 
 from __future__ import annotations
@@ -248,21 +254,38 @@ class Storage:
                 with self._submit_lock:
                     pending, self._direct = self._direct, []
                 batch = [item for item in pending if item[1].set_running_or_notify_cancel()]
-                self._commit_as(batch)
+                self._commit_as(batch, own=fut)
         return fut.result(timeout)
 
-    def _commit_as(self, batch: list[_Item]) -> None:
-        # Caller holds _commit_lock.
+    def _commit_as(self, batch: list[_Item], own: Future[Any] | None = None) -> None:
+        # Caller holds _commit_lock. ``own``: the calling thread's own future.
         self._committer = threading.current_thread()
         try:
             self._process(batch)
-        except BaseException as exc:  # a bug here must not strand futures
+        except Exception as exc:  # a bug here must not strand futures
             err = StorageError(f"storage writer failed: {exc!r}")
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(err)
+        except BaseException:
+            # Raised in this thread (an interrupt): it propagates. Nothing
+            # unresolved here was committed; the others' ops go to the writer.
+            rest = [item for item in batch if not item[1].done() and item[1] is not own]
+            if own is not None and not own.done():
+                own.set_exception(StorageError("write interrupted; not committed"))
+            self._hand_to_writer(rest)
+            raise
         finally:
             self._committer = None
+
+    def _hand_to_writer(self, items: list[_Item]) -> None:
+        with self._submit_lock:
+            if self._closed or self._thread is None:
+                for _, fut in items:
+                    fut.set_exception(StorageError(f"storage at {self.path} is closed"))
+                return
+            for item in items:
+                self._queue.put(item)
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Barrier: return once everything submitted before it is committed."""
@@ -356,7 +379,10 @@ class Storage:
             item = get()
             batch: list[_Item] = []
             while item is not _STOP:
-                if item[1].set_running_or_notify_cancel():  # a cancelled op never runs
+                fut = item[1]
+                # A cancelled op never runs; one handed over by an interrupted
+                # combiner (_hand_to_writer) is already running.
+                if fut.running() or fut.set_running_or_notify_cancel():
                     batch.append(item)
                 if len(batch) >= _MAX_BATCH:
                     break
@@ -408,11 +434,16 @@ class Storage:
             except lmdb.Error as exc:
                 return -1, exc
             break
-        self._stats["commits"] += 1
-        self._stats["ops"] += len(items)
-        self._stats["max_batch"] = max(self._stats["max_batch"], len(items))
-        for (_, fut), result in zip(items, results, strict=True):
-            fut.set_result(result)
+        try:
+            self._stats["commits"] += 1
+            self._stats["ops"] += len(items)
+            self._stats["max_batch"] = max(self._stats["max_batch"], len(items))
+        finally:
+            # Committed: every future gets its result, even if an interrupt
+            # lands here (it propagates once they are all set).
+            for (_, fut), result in zip(items, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
         return None
 
     def _run_txn(self, items: list[_Item]) -> list[Any]:
@@ -427,7 +458,12 @@ class Storage:
                     results.append(op(txn))
                 except lmdb.MapFullError:
                     raise
+                except Exception as exc:
+                    raise _OpFailed(index, exc) from exc
                 except BaseException as exc:
+                    if threading.current_thread() is not self._thread:
+                        raise  # raised in a caller's thread (an interrupt): its own
+                    # Nothing interrupts the writer: the op raised it; its owner gets it.
                     raise _OpFailed(index, exc) from exc
             txn.commit()
             committed = True

@@ -41,7 +41,9 @@ class RootPolicy:
         self._system = system
         self._lock = threading.Lock()
 
-    def child_exited(self, cell: ActorCell, reason: str, exc: BaseException | None) -> None:
+    def child_exited(
+        self, cell: ActorCell, reason: str, exc: BaseException | None, incarnation: int
+    ) -> None:
         """Decide what follows an incarnation end (runs on the exiting thread)."""
         if reason in (_NORMAL, _SHUTDOWN):
             cell.finish(reason)

@@ -1,0 +1,103 @@
+"""What a supervisor keeps per child, and the messages it sends itself (pure data)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from phalanx.errors import ConfigError
+from phalanx.supervision._policy import Directive
+from phalanx.supervision._spec import ChildSpec
+
+if TYPE_CHECKING:
+    from phalanx.runtime._cell import ActorCell
+    from phalanx.runtime._timers import Timer
+    from phalanx.supervision._breaker import CircuitBreaker
+
+__all__ = ["AutoShutdown"]
+
+AutoShutdown = Literal["never", "any_significant", "all_significant"]
+
+
+@dataclass
+class _Child:
+    """One child as its supervisor sees it (OTP ``#child{}``)."""
+
+    spec: ChildSpec
+    path: str
+    cell: ActorCell | None = None
+    restarting: bool = False
+    consecutive: int = 0
+    last_failure: float = 0.0
+    timer: Timer | None = None
+    breaker: CircuitBreaker | None = None
+    incarnations: set[int] = field(default_factory=set)
+    # The last incarnation a group restart asked to end: its end is no failure.
+    ending: int | None = None
+    # The group restart stopped at this child until its ``ending`` incarnation ends.
+    awaiting_end: bool = False
+
+
+# Internal messages name the Supervisor instance they are for (``owner``): the
+# mailbox outlives an incarnation, and a successor must not act on them.
+
+
+@dataclass(frozen=True)
+class _Exited:
+    owner: object
+    cell: ActorCell
+    incarnation: int
+    reason: str
+    error: BaseException | None
+
+    @property
+    def path(self) -> str:
+        return self.cell.path
+
+
+@dataclass(frozen=True)
+class _Retry:
+    owner: object
+    path: str
+
+
+@dataclass(frozen=True)
+class _HalfOpen:
+    owner: object
+    path: str
+
+
+@dataclass(frozen=True)
+class _TrialOk:
+    owner: object
+    path: str
+
+
+@dataclass(frozen=True)
+class _Call:
+    op: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _always_resume(exc: BaseException) -> Directive:
+    # A supervisor answers a bad request with an error and keeps supervising.
+    return Directive.RESUME
+
+
+def _validate(strategy: str, children: Sequence[ChildSpec], auto_shutdown: str) -> None:
+    if auto_shutdown not in ("never", "any_significant", "all_significant"):
+        raise ConfigError(
+            f"auto_shutdown must be never|any_significant|all_significant, got {auto_shutdown!r}"
+        )
+    ids = [c.id for c in children]
+    if len(ids) != len(set(ids)):
+        raise ConfigError(f"duplicate child ids: {sorted({i for i in ids if ids.count(i) > 1})}")
+    if strategy == "simple_one_for_one" and len(children) != 1:
+        raise ConfigError("simple_one_for_one needs exactly one child spec (the template)")
+    for spec in children:
+        if spec.significant and auto_shutdown == "never":
+            raise ConfigError(f"child {spec.id!r} is significant but auto_shutdown is 'never'")
+        if spec.significant and spec.restart == "permanent":
+            raise ConfigError(f"child {spec.id!r}: a significant child cannot be permanent")
