@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "DeadLetterError",
     "DeliveryError",
+    "InsufficientFunds",
     "MailboxFull",
     "PhalanxError",
     "StorageError",
@@ -133,3 +134,13 @@ class UnknownMessage(PhalanxError, TypeError):
     Classified as a permanent error: the actor keeps running, an asker gets
     this error, and a told message is dead-lettered with ``validation_failed``.
     """
+
+
+class InsufficientFunds(PhalanxError):
+    """Free balance minus existing reservations cannot cover a reservation.
+
+    Permanent for the decider: the asker gets it at once; retrying the same
+    reservation seconds later will not free funds (the saga compensates).
+    """
+
+    phalanx_error_class = "permanent"
