@@ -144,3 +144,18 @@ class InsufficientFunds(PhalanxError):
     """
 
     phalanx_error_class = "permanent"
+
+
+class InvalidTransition(PhalanxError):
+    """An order event that the Order state machine does not allow in its current state.
+
+    Permanent for the decider: the same event in the same state is refused
+    again. The Order actor logs and audits it and keeps its state.
+    """
+
+    phalanx_error_class = "permanent"
+
+    def __init__(self, state: str, event: str) -> None:
+        super().__init__(f"order event {event!r} is not allowed in state {state!r}")
+        self.state = state
+        self.event = event
