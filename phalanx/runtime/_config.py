@@ -112,15 +112,15 @@ class VenueConfig(BaseModel):
 
 
 class RiskLimitsConfig(BaseModel):
-    """Pre-trade limits (DESIGN section 6, Risk); amounts in the quote asset."""
+    """Pre-trade limits (DESIGN section 6, Risk); amounts in ``quote_asset``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_exposure: Decimal = Field(Decimal("50000"), gt=0)  # sum of |position notional|
-    max_positions: int = Field(10, ge=1)  # symbols with a non-zero position
-    max_daily_drawdown: Decimal = Field(Decimal("5000"), gt=0)  # realized + unrealized loss
-    max_trades_per_day: int = Field(10_000, ge=1)
-    max_order_notional: Decimal = Field(Decimal("10000"), gt=0)
+    max_exposure: Decimal = Field(Decimal("100000"), ge=0)  # sum of |position notional|
+    max_open_positions: int = Field(10, ge=0)  # symbols with a non-zero position
+    max_daily_drawdown: Decimal = Field(Decimal("5000"), ge=0)
+    max_trades_per_day: int = Field(100_000, ge=0)
+    quote_asset: str = "USDT"
 
 
 class StrategyConfig(BaseModel):
