@@ -1,0 +1,651 @@
+"""The Order actor: one per order, exactly-once placement (DESIGN 6, docs/trading-core.md).
+
+The actor never blocks between attempts: every wait (the next lookup, the
+next poll) is a ``send_after`` tick to itself, so a kill always lands between
+two venue calls and a restart resumes from the journaled record.
+
+Placement invariants:
+- nothing is sent before the record is journaled ``submitting`` by THIS
+  incarnation (``_may_send``); a record found ``submitting`` or ``unknown`` at
+  start is resolved by lookup, never by sending;
+- a new client id (generation + 1) is journaled before it is sent, and only
+  after ``max_lookup_misses`` misses, ``settle_s`` since the order became
+  unknown, and no order with this intent's client-id prefix among the open
+  orders or the orders behind recent trades;
+- a fill is journaled (deduplicated by trade id) before it reaches the sink;
+  a fill the sink has not taken is handed over again after a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+from pykka import Timeout
+
+from phalanx.actors.order._ids import client_order_id, generation_of, intent_prefix
+from phalanx.actors.order._machine import reply_event, transition
+from phalanx.errors import InvalidTransition, PhalanxError
+from phalanx.protocols.exchange import (
+    CancelOrder,
+    CreateOrder,
+    FetchMyTrades,
+    FetchOpenOrders,
+    FetchOrder,
+    OrderReply,
+    Trade,
+)
+from phalanx.protocols.trading import (
+    CancelIntent,
+    GetOrder,
+    OrderFill,
+    OrderIntent,
+    OrderSnapshot,
+    OrderStatus,
+    OrderUpdate,
+)
+from phalanx.runtime import Actor, Timer, trace_scope
+from phalanx.storage._orders import OrderRecord, OrderStore
+from phalanx.supervision import ErrorClass, classify
+
+__all__ = ["CRASH_POINTS", "OrderActor", "OrderServices", "snapshot_of"]
+
+CRASH_POINTS: frozenset[str] = frozenset(
+    {"before_journal", "after_journal", "after_send", "after_ack_before_journal"}
+)
+ZERO = Decimal(0)
+_LIVE: tuple[OrderStatus, ...] = ("open", "partially_filled")
+
+
+@dataclass(frozen=True)
+class OrderServices:
+    """What every Order actor shares: the store, the venue, the fill sink and the rates.
+
+    ``crash_at`` and ``blind_resend`` are test-only switches (never config):
+    ``crash_at`` raises ``ConnectionError`` once, in incarnation 1, at each named
+    point of :data:`CRASH_POINTS`; ``blind_resend`` is the broken actor of issue
+    7 that resends the same client id on ``unknown`` instead of looking it up.
+    """
+
+    store: OrderStore
+    exchanges: str = "/exchanges"  # the connection is at <exchanges>/<intent.exchange>
+    fill_sink: Callable[[OrderFill], None] | None = None
+    poll_interval_s: float = 0.25  # open orders: one FetchOrder per interval
+    lookup_interval_s: float = 0.05  # unknown: first lookup delay, then x2 up to the max
+    lookup_max_interval_s: float = 1.0
+    max_lookup_misses: int = 3  # OrderNotFound this many times before the absence check
+    settle_s: float = 0.5  # and at least this long since the order became unknown
+    ask_timeout_s: float = 15.0  # > the connection's timeout_max_ms plus rate-limit waits
+    trade_lookback_ms: int = 60_000
+    max_trade_order_lookups: int = 20  # FetchOrder calls per absence check, at most
+    clock: Callable[[], float] = time.time
+    crash_at: frozenset[str] = frozenset()
+    blind_resend: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = set(self.crash_at) - CRASH_POINTS
+        if unknown:
+            raise ValueError(
+                f"unknown crash points {sorted(unknown)}; valid: {sorted(CRASH_POINTS)}"
+            )
+        if self.max_lookup_misses < 1:
+            raise ValueError("max_lookup_misses must be >= 1")
+        if min(self.poll_interval_s, self.lookup_interval_s, self.ask_timeout_s) <= 0:
+            raise ValueError("poll_interval_s, lookup_interval_s and ask_timeout_s must be > 0")
+
+
+@dataclass(frozen=True)
+class _Drive:
+    """Start (or resume) the order's work; sent by ``on_start``."""
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """A timer tick; ignored unless it is this incarnation's latest."""
+
+    incarnation: int
+    seq: int
+
+
+def snapshot_of(record: OrderRecord) -> OrderSnapshot:
+    """The :class:`OrderSnapshot` of a stored record."""
+    fills = sorted(record.fills.values(), key=lambda f: (f.timestamp or 0, f.trade_id))
+    notional = sum((f.price * f.amount for f in fills), ZERO)
+    return OrderSnapshot(
+        order_req_id=record.order_req_id,
+        client_order_id=record.client_order_id,
+        exchange_order_id=record.exchange_order_id,
+        status=record.status,
+        symbol=record.symbol,
+        side=record.side,
+        amount=record.amount,
+        filled=record.filled,
+        average=notional / record.filled if record.filled else None,
+        fee=record.fee,
+        fills=fills,
+        external=record.external,
+        terminal=record.terminal,
+    )
+
+
+class OrderActor(Actor):
+    """One order's state machine; see the module docstring for its invariants."""
+
+    def __init__(self, intent: OrderIntent, services: OrderServices) -> None:
+        super().__init__()
+        self.intent = intent
+        self.services = services
+        self.store = services.store
+        self.conn = f"{services.exchanges.rstrip('/')}/{intent.exchange}"
+        self.record: OrderRecord | None = None
+        self._may_send = False  # True only between journaling submitting and sending
+        self._misses = 0
+        self._interval = services.lookup_interval_s
+        self._unknown_since = 0.0
+        self._resends = 0
+        self._venue_filled: Decimal | None = None  # executed quantity the venue last reported
+        self._timer: Timer | None = None
+        self._seq = 0
+        self._driven = False
+        self._done = False
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._log = self.system.logs.logger("order")
+        self._audit = self.system.logs.logger("audit")
+        self.record = self.store.get(self.intent.order_req_id)
+        if self.record is not None and self.record.status in ("submitting", "unknown"):
+            self._unknown_since = self.services.clock()
+        self.system.tell(self.path, _Drive())
+
+    def on_stop(self) -> None:
+        self._cancel_timer()
+
+    def pre_restart(self, exc: BaseException) -> None:
+        self._cancel_timer()
+
+    def introspect(self) -> dict[str, Any]:
+        rec = self.record
+        return {
+            "class": "OrderActor",
+            "order_req_id": self.intent.order_req_id,
+            "status": rec.status if rec else "new",
+            "client_order_id": rec.client_order_id if rec else None,
+            "exchange_order_id": rec.exchange_order_id if rec else None,
+            "filled": str(rec.filled) if rec else "0",
+            "misses": self._misses,
+        }
+
+    def on_receive(self, message: Any) -> Any:
+        with trace_scope(self._trace()):
+            if isinstance(message, GetOrder):
+                return self.snapshot()
+            if isinstance(message, CancelIntent):
+                return self._cancel(message.reason)
+            if isinstance(message, _Drive):
+                if not self._driven:  # a redelivered _Drive and on_start's own: run once
+                    self._driven = True
+                    self._step()
+                return None
+            if isinstance(message, _Tick):
+                if (message.incarnation, message.seq) == (self.incarnation, self._seq):
+                    self._timer = None
+                    self._step()
+                return None
+        return super().on_receive(message)
+
+    def snapshot(self) -> OrderSnapshot:
+        """This order's :class:`OrderSnapshot` (status ``new`` before registration)."""
+        if self.record is not None:
+            return snapshot_of(self.record)
+        i = self.intent
+        return OrderSnapshot(
+            order_req_id=i.order_req_id, client_order_id=client_order_id(i.order_req_id, 0),
+            exchange_order_id=None, status="new", symbol=i.symbol, side=i.side,
+            amount=i.amount, filled=ZERO, average=None, fee=ZERO,
+        )  # fmt: skip
+
+    # --- the driver: what to do next, from the journaled state ------------------
+
+    def _step(self) -> None:
+        if self._done:
+            return
+        if self.record is None:
+            self._register()
+        rec = self._rec()
+        if rec.status == "submitting" and self._may_send:
+            self._send()
+        elif rec.status in ("submitting", "unknown"):
+            if rec.status == "submitting":  # a previous incarnation may have sent
+                self._to_unknown("resume_unknown", None)
+            if self.services.blind_resend and self._resends < self.services.max_lookup_misses:
+                self._resends += 1
+                self._send()
+            else:
+                self._lookup()
+        elif rec.terminal:
+            self._settle()
+        elif rec.status == "canceling" or (rec.cancel_requested and rec.status in _LIVE):
+            self._cancel_at_venue()
+        else:
+            self._poll()
+
+    def _register(self) -> None:
+        i = self.intent
+        self._crash("before_journal")
+        now = self.services.clock()
+        record = OrderRecord(
+            order_req_id=i.order_req_id, client_order_id=client_order_id(i.order_req_id, 0),
+            generation=0, status=transition("new", "submit"), symbol=i.symbol, side=i.side,
+            type=i.type, amount=i.amount, price=i.price, saga_id=i.saga_id, created_at=now,
+            updated_at=now, exchange=i.exchange, notify=i.notify,
+        )  # fmt: skip
+        if self.store.register(record):
+            self.record, self._may_send = record, True
+        else:  # registered meanwhile (a twin actor, a restart race): resolve, never send
+            self.record = self.store.get(i.order_req_id)
+            self._unknown_since = self.services.clock()
+        self._crash("after_journal")
+
+    def _send(self) -> None:
+        rec = self._rec()
+        self._may_send = False
+        self._log.info(
+            "order_attempt", generation=rec.generation, symbol=rec.symbol, side=rec.side,
+            type=rec.type, amount=str(rec.amount), price=str(rec.price) if rec.price else None,
+            blind_resend=rec.status == "unknown",
+        )  # fmt: skip
+        request = CreateOrder(
+            symbol=rec.symbol, side=rec.side, type=rec.type, amount=rec.amount,
+            price=rec.price, client_order_id=rec.client_order_id,
+        )  # fmt: skip
+        future = self.system.ask_future(self.conn, request)
+        self._crash("after_send")
+        try:
+            reply = future.get(timeout=self.services.ask_timeout_s)
+        except Timeout:
+            self._to_unknown("ambiguous", f"no reply within {self.services.ask_timeout_s}s")
+            return
+        except Exception as exc:
+            if classify(exc) is ErrorClass.PERMANENT and not isinstance(exc, PhalanxError):
+                self._rejected(exc)
+            else:
+                self._to_unknown("ambiguous", repr(exc))
+            return
+        self._crash("after_ack_before_journal")
+        self._apply(reply, "ack")
+
+    # --- unknown: look up by client id, at a bounded rate -------------------------
+
+    def _to_unknown(self, kind: str, error: str | None) -> None:
+        rec = self._rec()
+        if rec.status != "unknown":
+            nxt = self._advance("ambiguous")
+            if nxt is None:
+                return
+            self.record = self.store.update(
+                rec.order_req_id, lambda r: dataclasses.replace(r, status=nxt), kind, error=error
+            )
+            self._notify()
+        self._misses, self._interval = 0, self.services.lookup_interval_s
+        self._unknown_since = self.services.clock()
+        self._log.warning("order_unknown", reason=kind, error=error)
+        self._schedule(self._interval)
+
+    def _lookup(self) -> None:
+        rec = self._rec()
+        self._log.info("retry_attempt", action="lookup", misses=self._misses)
+        try:
+            reply = self._ask(FetchOrder(symbol=rec.symbol, client_order_id=rec.client_order_id))
+        except ccxt.OrderNotFound:
+            self._misses += 1
+        except Exception as exc:  # the lookup itself failed: not a miss
+            self._log.warning("order_lookup_failed", error=repr(exc))
+            self._backoff()
+            return
+        else:
+            self._apply(reply, "lookup")
+            return
+        settled = self.services.clock() - self._unknown_since >= self.services.settle_s
+        if self._misses >= self.services.max_lookup_misses and settled:
+            self._absence_check()
+        else:
+            self._backoff()
+
+    def _backoff(self) -> None:
+        self._schedule(self._interval)
+        self._interval = min(self._interval * 2, self.services.lookup_max_interval_s)
+
+    def _absence_check(self) -> None:
+        rec = self._rec()
+        try:
+            found = self._find_by_prefix(rec)
+        except Exception as exc:
+            self._log.warning("order_absence_check_failed", error=repr(exc))
+            self._backoff()
+            return
+        if found is not None:
+            self._apply(found, "found_by_check")
+        elif rec.cancel_requested:
+            nxt = self._advance("abandon")
+            if nxt is not None:
+                self.record = self.store.update(
+                    rec.order_req_id, lambda r: dataclasses.replace(r, status=nxt), "abandoned"
+                )
+                self._log.info("order_cancel", reason="never_placed", misses=self._misses)
+                self._notify()
+                self._settle()
+        else:
+            self._regenerate()
+
+    def _find_by_prefix(self, rec: OrderRecord) -> OrderReply | None:
+        """An order of this intent (any generation) among open orders or recent trades."""
+        prefix = intent_prefix(rec.order_req_id)
+        for order in self._ask(FetchOpenOrders(symbol=rec.symbol)).orders:
+            if (order.client_order_id or "").startswith(prefix):
+                return order  # type: ignore[no-any-return]
+        since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
+        trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
+        known = {r.exchange_order_id for r in self.store.list() if r.exchange_order_id}
+        behind = sorted({t.order_id for t in trades if t.order_id and t.order_id not in known})
+        for order_id in behind[-self.services.max_trade_order_lookups :]:
+            order = self._ask(FetchOrder(symbol=rec.symbol, id=order_id))
+            if (order.client_order_id or "").startswith(prefix):
+                return order  # type: ignore[no-any-return]
+        return None
+
+    def _regenerate(self) -> None:
+        rec = self._rec()
+        nxt = self._advance("regenerate")
+        if nxt is None:
+            return
+        gen = rec.generation + 1
+        cid = client_order_id(rec.order_req_id, gen)
+        self.record = self.store.update(
+            rec.order_req_id,
+            lambda r: dataclasses.replace(r, status=nxt, generation=gen, client_order_id=cid),
+            "regenerated",
+            misses=self._misses,
+        )
+        self._log.info(
+            "retry_attempt", action="new_generation", generation=gen, client_order_id=cid,
+            previous_client_order_id=rec.client_order_id, misses=self._misses,
+        )  # fmt: skip
+        self._may_send = True
+        with trace_scope(client_order_id=cid):
+            self._send()
+
+    # --- the venue told us something ------------------------------------------------
+
+    def _apply(self, reply: OrderReply, kind: str) -> None:
+        rec = self._rec()
+        filled = reply.filled or ZERO
+        if self._venue_filled is None or filled > self._venue_filled:
+            self._venue_filled = filled
+        nxt = self._advance(reply_event(reply))
+        status = nxt if nxt is not None else rec.status
+        cid, gen = rec.client_order_id, rec.generation
+        if reply.client_order_id and reply.client_order_id != cid:
+            found = generation_of(rec.order_req_id, reply.client_order_id)
+            if found is not None:  # an earlier generation turned up after all
+                cid, gen = reply.client_order_id, found
+        first_ack = rec.exchange_order_id is None
+        if (status, reply.id, cid) != (rec.status, rec.exchange_order_id, rec.client_order_id):
+            self.record = self.store.update(
+                rec.order_req_id,
+                lambda r: dataclasses.replace(
+                    r, status=status, exchange_order_id=reply.id, client_order_id=cid,
+                    generation=gen,
+                ),
+                kind,
+                venue_status=reply.status,
+                venue_filled=str(filled),
+            )  # fmt: skip
+            if first_ack:
+                with trace_scope(exchange_order_id=reply.id, client_order_id=cid):
+                    self._log.info(
+                        "order_ack", via=kind, venue_status=reply.status, filled=str(filled),
+                        generation=gen,
+                    )  # fmt: skip
+            self._notify()
+        self._sync_fills(reply.trades, reply.id)
+        self._after_change()
+
+    def _after_change(self) -> None:
+        rec = self._rec()
+        if rec.terminal:
+            self._settle()
+        elif rec.cancel_requested and rec.status in _LIVE:
+            self._cancel_at_venue()
+        else:
+            self._schedule(self.services.poll_interval_s)
+
+    def _poll(self) -> None:
+        rec = self._rec()
+        try:
+            reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
+        except Exception as exc:
+            self._log.warning("order_poll_failed", error=repr(exc))
+            self._schedule(self.services.poll_interval_s)
+            return
+        self._apply(reply, "poll")
+
+    def _rejected(self, exc: BaseException) -> None:
+        rec = self._rec()
+        nxt = self._advance("rejected")
+        if nxt is None:
+            return
+        self.record = self.store.update(
+            rec.order_req_id,
+            lambda r: dataclasses.replace(r, status=nxt),
+            "rejected",
+            error_type=type(exc).__name__,
+            error=str(exc)[:300],
+        )
+        self._log.warning("order_ack", venue_status="rejected", error_type=type(exc).__name__,
+                          error=str(exc)[:300])  # fmt: skip
+        self._notify()
+        self._settle()
+
+    # --- fills ------------------------------------------------------------------------
+
+    def _sync_fills(self, trades: list[Trade], order_id: str | None) -> None:
+        """Journal the reply's trades; fetch the account's trades if still short."""
+        rec = self._rec()
+        order_id = order_id or rec.exchange_order_id
+        fills = [self._fill_of(t, order_id) for t in trades if t.order_id in (None, order_id)]
+        if fills:
+            self._record(fills)
+        if order_id and self._venue_filled is not None and self._rec().filled < self._venue_filled:
+            since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
+            try:
+                mine = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
+            except Exception as exc:
+                self._log.warning("order_trades_failed", error=repr(exc))
+                return
+            self._record([self._fill_of(t, order_id) for t in mine if t.order_id == order_id])
+        self._sink_pending()
+
+    def _fill_of(self, t: Trade, order_id: str | None) -> OrderFill:
+        rec = self._rec()
+        return OrderFill(
+            trade_id=t.id, order_req_id=rec.order_req_id, exchange_order_id=t.order_id or order_id,
+            symbol=rec.symbol, side=rec.side, price=t.price, amount=t.amount,
+            fee=t.fee_cost or ZERO, fee_currency=t.fee_currency, timestamp=t.timestamp,
+        )  # fmt: skip
+
+    def _record(self, fills: list[OrderFill]) -> None:
+        if not fills:
+            return
+        record, new = self.store.record_fills(self._rec().order_req_id, fills)
+        self.record = record
+        if not new:
+            return
+        status = record.status
+        for fill in new:
+            self._log.info(
+                "order_fill", trade_id=fill.trade_id, price=str(fill.price),
+                amount=str(fill.amount), fee=str(fill.fee), fee_currency=fill.fee_currency,
+                status=status, filled=str(record.filled),
+            )  # fmt: skip
+            status = self._advance("fill", status) or status
+        if status != record.status:
+            self.record = self.store.update(
+                record.order_req_id, lambda r: dataclasses.replace(r, status=status), "fill_status"
+            )
+        self._notify()
+
+    def _sink_pending(self) -> None:
+        rec = self._rec()
+        sink = self.services.fill_sink
+        pending = [tid for tid in rec.fills if tid not in rec.sunk]
+        if not pending:
+            return
+        taken: list[str] = []
+        for tid in pending:
+            if sink is not None:
+                try:
+                    sink(rec.fills[tid])
+                except Exception as exc:  # retried at the next tick: never silently lost
+                    fields = {"trade_id": tid, "error": repr(exc)}
+                    self._log.error("order_fill_sink_failed", **fields)
+                    self._audit.error("order_fill_sink_failed", **fields)
+                    break
+            taken.append(tid)
+        if taken:
+            self.record = self.store.update(
+                rec.order_req_id,
+                lambda r: dataclasses.replace(r, sunk=(*r.sunk, *taken)),
+                "fills_sunk",
+                trade_ids=taken,
+            )
+
+    # --- cancel ------------------------------------------------------------------------
+
+    def _cancel(self, reason: str) -> OrderSnapshot:
+        rec = self.record
+        if rec is None or rec.terminal:
+            return self.snapshot()
+        if not rec.cancel_requested:
+            self.record = self.store.update(
+                rec.order_req_id,
+                lambda r: dataclasses.replace(r, cancel_requested=True),
+                "cancel_requested",
+                reason=reason,
+            )
+            self._log.info("order_cancel", reason=reason, status=rec.status)
+        if self._rec().exchange_order_id is not None:
+            self._cancel_at_venue()
+        return self.snapshot()
+
+    def _cancel_at_venue(self) -> None:
+        rec = self._rec()
+        if rec.status != "canceling":
+            nxt = self._advance("cancel")
+            if nxt is None:
+                return
+            self.record = rec = self.store.update(
+                rec.order_req_id, lambda r: dataclasses.replace(r, status=nxt), "canceling"
+            )
+            self._notify()
+        request = CancelOrder(symbol=rec.symbol, id=rec.exchange_order_id)
+        try:
+            reply = self._ask(request)
+        except ccxt.OrderNotFound:  # no longer open: fetch its final state
+            try:
+                reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
+            except Exception as exc:
+                self._log.warning("order_cancel_failed", error=repr(exc))
+                self._schedule(self.services.poll_interval_s)
+                return
+        except Exception as exc:
+            self._log.warning("order_cancel_failed", error=repr(exc))
+            self._schedule(self.services.poll_interval_s)
+            return
+        self._log.info("order_cancel", venue_status=reply.status, filled=str(reply.filled))
+        self._apply(reply, "cancel")
+
+    # --- the end -------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Stop once terminal with every venue fill journaled and sunk; else retry later."""
+        rec = self._rec()
+        if self._venue_filled is None and rec.exchange_order_id is not None:
+            self._poll()  # a restart found it terminal: learn the venue's filled first
+            return
+        if self._venue_filled is not None and rec.filled < self._venue_filled:
+            self._sync_fills([], rec.exchange_order_id)
+            rec = self._rec()
+            if rec.filled < self._venue_filled:
+                self._schedule(self.services.poll_interval_s)
+                return
+        self._sink_pending()
+        rec = self._rec()
+        if any(tid not in rec.sunk for tid in rec.fills):
+            self._schedule(self.services.poll_interval_s)
+            return
+        if self._done:
+            return
+        self._done = True
+        self._cancel_timer()
+        self._log.info(
+            "order_done", status=rec.status, filled=str(rec.filled), fee=str(rec.fee),
+            fills=len(rec.fills), generation=rec.generation,
+        )  # fmt: skip
+        self.stop()
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _rec(self) -> OrderRecord:
+        assert self.record is not None, "the order is registered before any venue call"
+        return self.record
+
+    def _trace(self) -> dict[str, str]:
+        rec, i = self.record, self.intent
+        ids = {"order_req_id": i.order_req_id}
+        ids["client_order_id"] = rec.client_order_id if rec else client_order_id(i.order_req_id, 0)
+        if rec is not None and rec.exchange_order_id:
+            ids["exchange_order_id"] = rec.exchange_order_id
+        saga_id = rec.saga_id if rec else i.saga_id
+        if saga_id:
+            ids["saga_id"] = saga_id
+        return ids
+
+    def _advance(self, event: Any, state: OrderStatus | None = None) -> OrderStatus | None:
+        """The next state, or None (logged and audited) if the table refuses it."""
+        current = state if state is not None else self._rec().status
+        try:
+            return transition(current, event)
+        except InvalidTransition as exc:
+            fields = {"state": exc.state, "transition_event": exc.event, "error": str(exc)}
+            self._log.warning("invalid_transition", **fields)
+            self._audit.warning("invalid_transition", **fields)
+            self.system.events.publish("invalid_transition", self.path, **fields)
+            return None
+
+    def _ask(self, message: Any) -> Any:
+        return self.system.ask(self.conn, message, timeout=self.services.ask_timeout_s)
+
+    def _notify(self) -> None:
+        if self.intent.notify and self.record is not None:
+            self.system.tell(self.intent.notify, OrderUpdate(snapshot=snapshot_of(self.record)))
+
+    def _schedule(self, delay: float) -> None:
+        self._cancel_timer()
+        self._seq += 1
+        self._timer = self.send_after(delay, _Tick(self.incarnation, self._seq))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _crash(self, point: str) -> None:
+        if point in self.services.crash_at and self.incarnation == 1:
+            raise ConnectionError(f"test crash point {point} (incarnation 1)")

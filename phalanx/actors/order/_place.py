@@ -1,0 +1,216 @@
+"""Starting Order actors: the ``/orders`` supervisor, placement, resume and adoption."""
+
+from __future__ import annotations
+
+import contextlib
+from decimal import Decimal
+from typing import Any
+
+from phalanx.actors.order._ids import order_child_id
+from phalanx.actors.order._machine import reply_event, transition
+from phalanx.actors.order._order import OrderActor, OrderServices, snapshot_of
+from phalanx.errors import ActorDead, AlreadyPresent, AlreadyStarted
+from phalanx.protocols.exchange import OrderReply
+from phalanx.protocols.trading import CancelIntent, GetOrder, OrderIntent, OrderSnapshot
+from phalanx.runtime import ActorSystem, Ref
+from phalanx.storage._orders import OrderRecord, OrderStore
+from phalanx.supervision import ChildSpec, Retry
+from phalanx.supervision._supervisor import SupervisorRef
+
+__all__ = [
+    "adopt_external",
+    "cancel_order",
+    "intent_of",
+    "order_snapshot",
+    "order_supervisor_spec",
+    "place_order",
+    "resume_orders",
+    "start_order_supervisor",
+]
+
+ORDERS = "/orders"
+# Order actors fail independently (a kill, a crash point): a burst of restarts
+# across hundreds of orders is not a sign that /orders itself is broken.
+_INTENSITY, _PERIOD = 10_000, 1.0
+
+
+def _template(services: OrderServices, retry: Retry | None) -> ChildSpec:
+    return ChildSpec(
+        "o",
+        OrderActor,
+        kwargs={"services": services},
+        restart="transient",  # stops normally once terminal; restarted after a crash
+        shutdown=5.0,
+        retry=retry or Retry(max_attempts=5, backoff="fixed", base=0.01, jitter=0.0),
+    )
+
+
+def order_supervisor_spec(
+    services: OrderServices,
+    *,
+    id: str = "orders",
+    intensity: int = _INTENSITY,
+    period: float = _PERIOD,
+    retry: Retry | None = None,
+) -> ChildSpec:
+    """The ``simple_one_for_one`` supervisor spec whose children are Order actors."""
+    return ChildSpec.supervisor(
+        id, "simple_one_for_one", intensity, period, children=[_template(services, retry)]
+    )
+
+
+def start_order_supervisor(
+    system: ActorSystem,
+    services: OrderServices,
+    *,
+    path: str = ORDERS,
+    intensity: int = _INTENSITY,
+    period: float = _PERIOD,
+    retry: Retry | None = None,
+) -> SupervisorRef:
+    """Start the orders supervisor at ``path`` (default ``/orders``)."""
+    return system.supervise(
+        path, "simple_one_for_one", intensity, period, children=[_template(services, retry)]
+    )
+
+
+def _store(system: ActorSystem, store: OrderStore | None) -> OrderStore:
+    return store if store is not None else OrderStore(system.storage)
+
+
+def place_order(
+    system: ActorSystem,
+    intent: OrderIntent,
+    *,
+    supervisor: str = ORDERS,
+    store: OrderStore | None = None,
+) -> Ref:
+    """Start the Order actor of ``intent`` unless it runs or its record is terminal.
+
+    Idempotent: calling it again (a saga step re-run after a crash) returns
+    the same :class:`Ref` and never places a second order.
+    """
+    child_id = order_child_id(intent.order_req_id)
+    ref = system.ref(f"{supervisor.rstrip('/')}/{child_id}")
+    if system.is_alive(ref.path):
+        return ref
+    record = _store(system, store).get(intent.order_req_id)
+    if record is not None and record.terminal:
+        return ref
+    # AlreadyStarted/AlreadyPresent: started meanwhile, or restarting after a crash.
+    with contextlib.suppress(AlreadyStarted, AlreadyPresent):
+        SupervisorRef(system, supervisor).start_child(child_id=child_id, intent=intent)
+    return ref
+
+
+def intent_of(record: OrderRecord) -> OrderIntent:
+    """The intent a stored record was placed for (to restart its actor)."""
+    return OrderIntent(
+        order_req_id=record.order_req_id, symbol=record.symbol, side=record.side,
+        type=record.type, amount=record.amount, price=record.price,
+        exchange=record.exchange, saga_id=record.saga_id, notify=record.notify,
+    )  # fmt: skip
+
+
+def resume_orders(
+    system: ActorSystem, *, supervisor: str = ORDERS, store: OrderStore | None = None
+) -> list[Ref]:
+    """Start an actor for every non-terminal record (node start, before trading).
+
+    Each resolves itself: ``submitting``/``unknown`` by lookup, live orders by polling.
+    """
+    store = _store(system, store)
+    return [
+        place_order(system, intent_of(r), supervisor=supervisor, store=store)
+        for r in store.list(non_terminal=True)
+    ]
+
+
+def adopt_external(
+    system: ActorSystem,
+    reply: OrderReply,
+    *,
+    exchange: str = "paper",
+    notify: str | None = None,
+    supervisor: str = ORDERS,
+    store: OrderStore | None = None,
+    start: bool = True,
+) -> OrderRecord:
+    """Record a venue order this node does not know, marked ``external`` (reconciliation).
+
+    Its ``order_req_id`` is ``ext-<exchange>-<venue id>``, so adopting the same
+    venue order twice is a no-op. With ``start`` its actor tracks it: polls it
+    until terminal and hands its fills to the sink like any other order.
+    """
+    store = _store(system, store)
+    now = store.clock()
+    record = OrderRecord(
+        order_req_id=f"ext-{exchange}-{reply.id}",
+        client_order_id=reply.client_order_id or f"venue-{reply.id}", generation=0,
+        status=transition("unknown", reply_event(reply)), symbol=reply.symbol,
+        side=reply.side or "buy", type=reply.type or "limit",
+        amount=reply.amount if reply.amount is not None else Decimal(0), price=reply.price,
+        exchange_order_id=reply.id, created_at=now, updated_at=now, external=True,
+        exchange=exchange, notify=notify,
+    )  # fmt: skip
+    created = store.register(record)
+    if not created:
+        existing = store.get(record.order_req_id)
+        assert existing is not None
+        record = existing
+    # A new external order is tracked even when terminal: its fills count once.
+    if start and (created or not record.terminal):
+        with contextlib.suppress(AlreadyStarted, AlreadyPresent):
+            SupervisorRef(system, supervisor).start_child(
+                child_id=order_child_id(record.order_req_id), intent=intent_of(record)
+            )
+    return record
+
+
+def order_snapshot(
+    system: ActorSystem,
+    order_req_id: str,
+    *,
+    supervisor: str = ORDERS,
+    store: OrderStore | None = None,
+    timeout: float = 5.0,
+) -> OrderSnapshot | None:
+    """The live actor's snapshot, or the stored one once it has stopped (None if unknown)."""
+    path = f"{supervisor.rstrip('/')}/{order_child_id(order_req_id)}"
+    if system.is_alive(path):
+        try:
+            snap: OrderSnapshot = system.ask(path, GetOrder(), timeout=timeout)
+            return snap
+        except ActorDead:
+            pass  # it stopped meanwhile: the record is final
+    record = _store(system, store).get(order_req_id)
+    return snapshot_of(record) if record is not None else None
+
+
+def cancel_order(
+    system: ActorSystem,
+    order_req_id: str,
+    reason: str = "requested",
+    *,
+    supervisor: str = ORDERS,
+    store: OrderStore | None = None,
+    timeout: float = 30.0,
+) -> OrderSnapshot | None:
+    """``CancelIntent`` to the order's actor, restarting it if its record is live.
+
+    Idempotent: a terminal order's snapshot comes back unchanged; an unknown
+    ``order_req_id`` gives None.
+    """
+    store = _store(system, store)
+    record = store.get(order_req_id)
+    if record is None:
+        return None
+    if record.terminal:
+        return snapshot_of(record)
+    ref = place_order(system, intent_of(record), supervisor=supervisor, store=store)
+    try:
+        snap: Any = ref.ask(CancelIntent(reason=reason), timeout=timeout)
+    except ActorDead:
+        final = store.get(order_req_id)
+        return snapshot_of(final) if final is not None else None
+    return snap  # type: ignore[no-any-return]
