@@ -28,6 +28,7 @@ from typing import Any
 import ccxt
 import msgpack
 
+from phalanx.actors._ledger_actor import ledger_fill_from
 from phalanx.errors import PhalanxError
 from phalanx.protocols.exchange import (
     Balance,
@@ -50,7 +51,6 @@ __all__ = [
     "ReconcilePlan",
     "ReconciliationResult",
     "VenueView",
-    "ledger_fill",
     "order_fill",
     "plan_reconciliation",
     "reconcile",
@@ -60,25 +60,6 @@ ZERO = Decimal(0)
 IN_FLIGHT = frozenset({"new", "submitting", "unknown"})
 """Record statuses whose venue outcome the node does not know yet."""
 _DB = "reconcile"
-
-
-def ledger_fill(fill: OrderFill, exchange: str) -> Fill:
-    """The ledger's view of an order fill; ``fill_id`` is unique per venue trade.
-
-    The ONE conversion every poster uses (fill sink, saga, reconciliation),
-    so the ledger's idempotency marker dedupes them all.
-    """
-    base, quote = fill.symbol.split("/", 1)
-    return Fill(
-        fill_id=f"{exchange}:{fill.symbol}:{fill.trade_id}",
-        side=fill.side,
-        base=base,
-        quote=quote,
-        quantity=fill.amount,
-        price=fill.price,
-        fee=fill.fee,
-        order_id=fill.exchange_order_id,
-    )
 
 
 def order_fill(trade: Trade, order_req_id: str, side: str | None = None) -> OrderFill:
@@ -204,12 +185,15 @@ def fetch_venue(
 ) -> VenueView:
     """Ask the connection for balances, open orders, trades and in-flight lookups."""
     balance: Balance = _ask(system, exchange, FetchBalance(), timeout)
-    open_orders: OpenOrders = _ask(system, exchange, FetchOpenOrders(), timeout)
     trades: dict[str, list[Trade]] = {}
+    open_orders: list[OrderReply] = []
+    # Per symbol: ccxt refuses an all-symbols open-orders query on binance by default.
     for symbol in sorted(set(symbols)):
+        opened: OpenOrders = _ask(system, exchange, FetchOpenOrders(symbol=symbol), timeout)
+        open_orders.extend(opened.orders)
         reply: Trades = _ask(system, exchange, FetchMyTrades(symbol=symbol), timeout)
         trades[symbol] = reply.trades
-    view = VenueView(dict(balance.total), open_orders.orders, trades)
+    view = VenueView(dict(balance.total), open_orders, trades)
     for record in records:
         cid = record.get("client_order_id")
         if not cid or not (
@@ -290,7 +274,7 @@ def reconcile(
     symbols: Iterable[str],
     records: Callable[[], list[Mapping[str, Any]]],
     apply_fill: Callable[[OrderFill], None],
-    adopt: Callable[[OrderReply], None] | None = None,
+    adopt: Callable[[OrderReply], object] | None = None,
     timeout: float = 10.0,
 ) -> ReconciliationResult:
     """Run one reconciliation; never raises: a failure is a result with ``ok: False``.
@@ -310,9 +294,7 @@ def reconcile(
         result["opened"] = open_ledger(system, ledger, exchange, venue, sorted(wanted))
         _, covered = load_covered(system, exchange)
         marker = ledger_marker(system)
-        plan = plan_reconciliation(
-            loaded, venue, lambda f: marker(ledger_fill(f, exchange)), covered
-        )
+        plan = plan_reconciliation(loaded, venue, lambda f: marker(ledger_fill_from(f)), covered)
         for fill in plan.fills:
             apply_fill(fill)
         for order in plan.external:

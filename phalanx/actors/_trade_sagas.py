@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
-from phalanx.actors._reconcile import ledger_fill
+from phalanx.actors._ledger_actor import ledger_fill_from
 from phalanx.actors.saga._model import Pending, SagaDefinition, Step, StepContext, register_saga
 from phalanx.errors import PhalanxError
 from phalanx.protocols.trading import (
@@ -42,6 +42,7 @@ from phalanx.protocols.trading import (
     symbol_segment,
 )
 from phalanx.storage import Ledger
+from phalanx.storage._orders import OrderStore
 from phalanx.supervision import Retry
 
 __all__ = [
@@ -217,17 +218,30 @@ def _intent(ctx: StepContext) -> OrderIntent:
     )  # fmt: skip
 
 
-def _snapshot(ctx: StepContext) -> OrderSnapshot:
-    """The order's snapshot; (re)starts its Order actor from the intent if it is not running."""
-    from phalanx.actors.order import ensure_order  # noqa: PLC0415 - the Order package imports us
+def _snapshot(ctx: StepContext) -> OrderSnapshot | None:
+    """The order's snapshot, or None while its actor is settling or restarting.
 
-    ensure_order(ctx.system, _intent(ctx))
-    snap: OrderSnapshot = ctx.system.ask(order_path(ctx.saga_id), GetOrder(), timeout=5.0)
+    A terminal record whose actor has stopped is final (the actor stops only
+    once every venue fill is journaled and sunk). Otherwise the actor is
+    (re)started from the intent if needed (idempotent) and asked.
+    """
+    from phalanx.actors.order import place_order, snapshot_of  # noqa: PLC0415
+
+    path = order_path(ctx.saga_id)
+    record = OrderStore(ctx.system.storage).get(ctx.saga_id)
+    alive = ctx.system.is_alive(path)
+    if record is not None and record.terminal:
+        return None if alive else snapshot_of(record)
+    if not alive:
+        place_order(ctx.system, _intent(ctx))
+    snap: OrderSnapshot = ctx.system.ask(path, GetOrder(), timeout=5.0)
     return snap
 
 
 def _place_order(ctx: StepContext) -> dict[str, Any] | Pending:
     snap = _snapshot(ctx)
+    if snap is None:
+        return Pending(0.02)
     if snap.status == "rejected":
         raise OrderRejected(f"order {snap.client_order_id} rejected by the venue")
     if snap.status in _ACK_STATUSES:
@@ -237,11 +251,12 @@ def _place_order(ctx: StepContext) -> dict[str, Any] | Pending:
 
 def _cancel_order(ctx: StepContext) -> dict[str, Any] | Pending:
     snap = _snapshot(ctx)
-    if not snap.terminal:
-        snap = ctx.system.ask(
+    if snap is not None and not snap.terminal:
+        ctx.system.ask(
             order_path(ctx.saga_id), CancelIntent(reason="saga_compensation"), timeout=10.0
         )
-    if not snap.terminal:
+        return Pending(0.05)
+    if snap is None:
         return Pending(0.05)
     return {"status": snap.status, "filled": str(snap.filled)}
 
@@ -258,6 +273,8 @@ def _fills_result(snap: OrderSnapshot) -> dict[str, Any]:
 
 def _await_fill(ctx: StepContext) -> dict[str, Any] | Pending:
     snap = _snapshot(ctx)
+    if snap is None:
+        return Pending(0.02)
     if not snap.terminal:
         # Step start + fill_timeout_s, from the journaled deadline: survives restarts.
         started = (ctx.deadline or time.time()) - _HARD_TIMEOUT_S
@@ -290,7 +307,7 @@ def _update_position(ctx: StepContext) -> dict[str, Any]:
 
 def _post_ledger(ctx: StepContext) -> dict[str, Any]:
     ledger = Ledger(ctx.system.storage)
-    posted = sum(ledger.post_fill(ledger_fill(f, ctx.input["exchange"])) for f in _fills(ctx))
+    posted = sum(ledger.post_fill(ledger_fill_from(f)) for f in _fills(ctx))
     return {"posted": posted, "fills": len(ctx.results["await_fill"]["fills"])}
 
 
