@@ -1,4 +1,4 @@
-"""The Risk actor: each limit blocks with a logged reason; state, counters and reservations persist."""
+"""The Risk actor: each limit blocks with a logged reason; state and reservations persist."""
 
 from __future__ import annotations
 
@@ -127,14 +127,14 @@ CASES: list[tuple[str, dict[str, Any], list[Any], RiskCheck]] = [
                 notional=D(0),
                 realized_pnl=D(0),
                 unrealized_pnl=D(0),
-            ),  # fmt: skip
+            ),
             PnlUpdate(
                 symbol="X/USDT",
                 quantity=D(0),
                 notional=D(0),
                 realized_pnl=D(-60),
                 unrealized_pnl=D(0),
-            ),  # fmt: skip
+            ),
             SetTradingState(state="active", reason="operator override"),
         ],
         _check("c9"),
@@ -176,9 +176,11 @@ def test_each_limit_blocks_a_trade_and_the_log_names_it(
 def test_an_allowed_trade_logs_every_check_as_ok(node: ActorSystem, var_dir: Path) -> None:
     start_risk(node, markets=MARKETS, balance=lambda: {"USDT": D(1000)})
     decision = _ask(node, _check("ok-1"))
-    assert decision.allowed and decision.blocking_limit is None
+    assert decision.allowed
+    assert decision.blocking_limit is None
     [line] = _evals(var_dir, "ok-1")
-    assert line["allowed"] is True and line["blocking_limit"] is None
+    assert line["allowed"] is True
+    assert line["blocking_limit"] is None
     assert all(c["ok"] for c in line["checks"].values())
     assert line["checks"]["free_balance"]["value"] == "1000"
 
@@ -189,7 +191,8 @@ def test_halted_still_lets_a_cancel_through(node: ActorSystem, var_dir: Path) ->
     blocked = _ask(node, _check("h-1"))
     assert blocked.blocking_limit == "trading_state"
     cancel = _ask(node, _check("h-1", is_cancel=True))
-    assert cancel.allowed and cancel.trading_state == "halted"
+    assert cancel.allowed
+    assert cancel.trading_state == "halted"
     assert [line["allowed"] for line in _evals(var_dir, "h-1")] == [False, True]
 
 
@@ -329,7 +332,8 @@ def test_daily_drawdown_halts_trading_and_fires_an_alert(node: ActorSystem) -> N
     assert _ask(node, GetRisk()).trading_state == "active"
     node.tell("/risk", pnl(-10, -40))  # drawdown 100: halted
     snap = _ask(node, GetRisk())
-    assert snap.trading_state == "halted" and snap.usage["drawdown"] == "100"
+    assert snap.trading_state == "halted"
+    assert snap.usage["drawdown"] == "100"
     alert = sub.wait_for(lambda e: e.kind == "alert_fired", timeout=5.0)
     assert alert is not None
     assert alert.fields["severity"] == "warning"

@@ -70,7 +70,8 @@ def _violate(
 ) -> tuple[RiskLimits, RiskUsage, RiskCheck]:
     notional = check.amount * check.price
     f = usage.markets[SYMBOL]
-    assert f.amount_step is not None and f.price_step is not None
+    assert f.amount_step is not None
+    assert f.price_step is not None
     if name == "trading_state":
         return limits, replace(usage, trading_state="halted"), check
     if name == "reduce_only":
@@ -106,7 +107,8 @@ def _violate(
 @given(passing())
 def test_the_baseline_passes_every_check(case: tuple[RiskLimits, RiskUsage, RiskCheck]) -> None:
     decision = evaluate(*case)
-    assert decision.allowed and decision.blocking_limit is None
+    assert decision.allowed
+    assert decision.blocking_limit is None
     assert list(decision.checks) == list(CHECKS)
 
 
@@ -138,7 +140,8 @@ def test_cancels_always_pass_whatever_the_state_and_limits(
         limits, usage, check = _violate(name, limits, usage, check)
     usage = replace(usage, trading_state=state)  # type: ignore[arg-type]
     decision = evaluate(limits, usage, check.model_copy(update={"is_cancel": True}))
-    assert decision.allowed and decision.blocking_limit is None
+    assert decision.allowed
+    assert decision.blocking_limit is None
     assert decision.trading_state == state
 
 
@@ -190,7 +193,8 @@ def test_helpers_split_symbols_and_read_ccxt_markets() -> None:
     assert split_symbol("BTC/USDT:USDT") == ("BTC", "USDT")
     with pytest.raises(ValueError, match="BASE/QUOTE"):
         split_symbol("BTCUSDT")
-    assert shrinks(D(-2), "buy", D(1)) and not shrinks(D(0), "sell", D(1))
+    assert shrinks(D(-2), "buy", D(1))
+    assert not shrinks(D(0), "sell", D(1))
     markets = {
         SYMBOL: {
             "precision": {"amount": 0.0001, "price": 0.01},
