@@ -15,7 +15,7 @@ Invariants:
 - a resumed incarnation re-runs the outbox: the in-flight step again (steps
   are idempotent), the dead letter only if its id is not in the store yet;
 - a terminal saga is finalized (out of the active index) only after its
-  dead letters, alerts and end event were issued.
+  dead letters and alerts were issued; its end event follows the commit.
 """
 
 from __future__ import annotations
@@ -290,9 +290,11 @@ class SagaActor(Actor):
     def _finish(self) -> None:
         state = self.state
         if not state.finalized:
-            kind = _END_EVENTS[state.status]
-            self._note(kind, status=state.status, error=state.error)
+            # Finalized first, then the end event: whoever sees the event (await_saga)
+            # finds the saga out of the active index. A crash in between loses
+            # only the event; dead letters and alerts ran before (in _step).
             self._apply_final(advance(state, Finalized(time.time()), self.definition))
+            self._note(_END_EVENTS[state.status], status=state.status, error=state.error)
         self.stop()
 
     def _apply_final(self, plan: Plan) -> None:

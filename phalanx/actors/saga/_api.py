@@ -173,18 +173,22 @@ def saga_outcomes(storage: Storage) -> dict[str, int]:
 
 
 def await_saga(system: ActorSystem, saga_id: str, timeout: float = 10.0) -> SagaSnapshot:
-    """Wait until ``saga_id`` ends; its snapshot. Raises ``TimeoutError`` after ``timeout``."""
+    """Wait until ``saga_id`` has ended and is finalized; its snapshot.
+
+    Raises ``TimeoutError`` after ``timeout`` seconds (the saga keeps running).
+    """
+    journal = SagaJournal(system.storage)
     sub = system.events.subscribe(_END_KINDS)
     try:
         deadline = time.monotonic() + timeout
         while True:
-            snap = saga_snapshot(system.storage, saga_id)
-            if snap is not None and snap.status in ("completed", "compensated",
-                                                     "compensation_failed"):  # fmt: skip
-                return snap
+            raw = journal.load(saga_id)
+            state = SagaState.from_dict(raw) if raw is not None else None
+            if state is not None and not state.active:
+                return snapshot_of(state)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                status = snap.status if snap is not None else "unknown"
+                status = state.status if state is not None else "unknown"
                 raise TimeoutError(f"saga {saga_id} still {status} after {timeout}s")
             sub.wait_for(lambda e: e.fields.get("saga_id") == saga_id, remaining)
     finally:
