@@ -10,8 +10,10 @@ is taken from the stores (idempotency records, saga journal, ledger, venue).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -167,6 +169,44 @@ def _with_seed(config: NodeConfig, seed: int | None) -> NodeConfig:
     return config.model_copy(update={"trading": trading})
 
 
+def _embedded_trading(config: NodeConfig) -> bool:
+    """True when trading runs on the embedded venue (whose account starts fresh every run)."""
+    if config.trading is None or not config.trading.enabled:
+        return False
+    if config.venue is None or not config.venue.enabled:
+        return False
+    return any(e.name == config.trading.exchange and e.use_venue for e in config.exchanges)
+
+
+def _archive_stale_state(var_dir: Path) -> Path | None:
+    """Move a previous run's ``state.lmdb`` aside (kept as ``state.lmdb.prev``).
+
+    The embedded paper venue keeps its account in memory, so the ledger,
+    positions and order records of an earlier run describe an account that
+    no longer exists: reconciliation would (rightly) refuse to trade on them.
+    """
+    state = var_dir / "state.lmdb"
+    if not state.exists():
+        return None
+    try:
+        fd = os.open(var_dir / "node.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None  # ActorSystem.start reports the unusable var dir
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None  # a live node owns it: start() refuses with a clear error
+    try:
+        archive = var_dir / "state.lmdb.prev"
+        if archive.is_dir():
+            shutil.rmtree(archive)
+        state.rename(archive)
+        return archive
+    finally:
+        os.close(fd)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the node until SIGINT/SIGTERM or ``--for`` elapses; orderly shutdown."""
     config = _with_seed(load_config(args.config) if args.config else DEFAULT_CONFIG, args.seed)
@@ -178,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     }
     venue: PaperVenue | None = None
     try:
+        archived = _archive_stale_state(var_dir) if _embedded_trading(config) else None
         system = ActorSystem(name=config.name, var_dir=var_dir)
         if config.venue is not None and config.venue.enabled:
             venue = PaperVenue(config.venue.seed, port=config.venue.port,
@@ -187,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"phalanx node up: var={var_dir.resolve()}", flush=True)
             print(f"  logs:   {(var_dir / 'logs').resolve()}", flush=True)
             print(f"  state:  {(var_dir / 'state.lmdb').resolve()}", flush=True)
+            if archived is not None:
+                print(f"  (the embedded venue starts a fresh account each run: the previous "
+                      f"state is kept in {archived})", flush=True)  # fmt: skip
             if venue is not None and config.venue is not None:
                 print(f"  venue:  {venue.url} (paper, seed {config.venue.seed})", flush=True)
             if config.demo:

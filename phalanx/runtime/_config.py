@@ -131,14 +131,14 @@ class StrategyConfig(BaseModel):
     enabled: bool = True
     seed: int = 7
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
-    interval_s: float = Field(0.25, gt=0)  # one decision per symbol per interval
-    window: int = Field(8, ge=2)  # ticks in the moving average
-    threshold_bps: Decimal = Field(Decimal("3"), ge=0)  # distance from the mean that trades
-    offset_bps: Decimal = Field(Decimal("2"), ge=0)  # limit price inside the touch
+    interval_s: float = Field(0.1, gt=0)  # one decision per symbol per interval
+    window: int = Field(6, ge=2)  # ticks in the moving average
+    threshold_bps: Decimal = Field(Decimal("2"), ge=0)  # distance from the mean that trades
+    offset_bps: Decimal = Field(Decimal("6"), ge=0)  # limit price 0, 1 or 2 offsets past the touch
     notional: Decimal = Field(Decimal("200"), gt=0)  # quote per order
     max_sagas: int = Field(200, ge=0)  # 0: unbounded
-    max_in_flight: int = Field(4, ge=1)
-    fill_timeout_s: float = Field(2.0, gt=0)  # await_fill gives up and cancels after this
+    max_in_flight: int = Field(6, ge=1)
+    fill_timeout_s: float = Field(1.5, gt=0)  # await_fill gives up and cancels after this
 
     @field_validator("symbols")
     @classmethod
