@@ -256,7 +256,7 @@ class OrderActor(Actor):
     def _send(self) -> None:
         rec = self._rec()
         self._may_send = False
-        self._log.info(
+        self._say("info",
             "order_attempt", generation=rec.generation, symbol=rec.symbol, side=rec.side,
             type=rec.type, amount=str(rec.amount), price=str(rec.price) if rec.price else None,
             blind_resend=rec.status == "unknown",
@@ -295,18 +295,18 @@ class OrderActor(Actor):
             self._notify()
         self._misses, self._interval = 0, self.services.lookup_interval_s
         self._unknown_since = self.services.clock()
-        self._log.warning("order_unknown", reason=kind, error=error)
+        self._say("warning", "order_unknown", reason=kind, error=error)
         self._schedule(self._interval)
 
     def _lookup(self) -> None:
         rec = self._rec()
-        self._log.info("retry_attempt", action="lookup", misses=self._misses)
+        self._say("info", "retry_attempt", action="lookup", misses=self._misses)
         try:
             reply = self._ask(FetchOrder(symbol=rec.symbol, client_order_id=rec.client_order_id))
         except ccxt.OrderNotFound:
             self._misses += 1
         except Exception as exc:  # the lookup itself failed: not a miss
-            self._log.warning("order_lookup_failed", error=repr(exc))
+            self._say("warning", "order_lookup_failed", error=repr(exc))
             self._backoff()
             return
         else:
@@ -327,7 +327,7 @@ class OrderActor(Actor):
         try:
             found = self._find_by_prefix(rec)
         except Exception as exc:
-            self._log.warning("order_absence_check_failed", error=repr(exc))
+            self._say("warning", "order_absence_check_failed", error=repr(exc))
             self._backoff()
             return
         if found is not None:
@@ -338,7 +338,7 @@ class OrderActor(Actor):
                 self.record = self.store.update(
                     rec.order_req_id, lambda r: dataclasses.replace(r, status=nxt), "abandoned"
                 )
-                self._log.info("order_cancel", reason="never_placed", misses=self._misses)
+                self._say("info", "order_cancel", reason="never_placed", misses=self._misses)
                 self._notify()
                 self._settle()
         else:
@@ -373,7 +373,7 @@ class OrderActor(Actor):
             "regenerated",
             misses=self._misses,
         )
-        self._log.info(
+        self._say("info",
             "retry_attempt", action="new_generation", generation=gen, client_order_id=cid,
             previous_client_order_id=rec.client_order_id, misses=self._misses,
         )  # fmt: skip
@@ -384,18 +384,30 @@ class OrderActor(Actor):
     # --- the venue told us something ------------------------------------------------
 
     def _apply(self, reply: OrderReply, kind: str) -> None:
+        """Adopt what the venue reports, in three journaled steps, then notify once.
+
+        1. the exchange id (and the live status) is journaled: ``order_ack``;
+        2. the fills are journaled (reply trades, then the account's trades if short);
+        3. a terminal venue status is journaled only once every fill the venue
+           reports executed is journaled, so a terminal snapshot is final.
+        """
         rec = self._rec()
         filled = reply.filled or ZERO
         if self._venue_filled is None or filled > self._venue_filled:
             self._venue_filled = filled
-        nxt = self._advance(reply_event(reply))
-        status = nxt if nxt is not None else rec.status
+        event = reply_event(reply)
+        final = event in ("venue_filled", "venue_canceled", "venue_expired")
+        live: Any = ("venue_partial" if filled > 0 else "venue_open") if final else event
+        status = rec.status
+        if not rec.terminal:
+            status = self._advance(live) or rec.status
         cid, gen = rec.client_order_id, rec.generation
         if reply.client_order_id and reply.client_order_id != cid:
             found = generation_of(rec.order_req_id, reply.client_order_id)
             if found is not None:  # an earlier generation turned up after all
                 cid, gen = reply.client_order_id, found
         first_ack = rec.exchange_order_id is None
+        changed = False
         if (status, reply.id, cid) != (rec.status, rec.exchange_order_id, rec.client_order_id):
             self.record = self.store.update(
                 rec.order_req_id,
@@ -407,21 +419,36 @@ class OrderActor(Actor):
                 venue_status=reply.status,
                 venue_filled=str(filled),
             )  # fmt: skip
+            changed = True
             if first_ack:
                 with trace_scope(exchange_order_id=reply.id, client_order_id=cid):
-                    self._log.info(
+                    self._say("info",
                         "order_ack", via=kind, venue_status=reply.status, filled=str(filled),
                         generation=gen,
                     )  # fmt: skip
+        changed = self._sync_fills(reply.trades, reply.id) or changed
+        rec = self._rec()
+        if final and not self._fills_short():
+            nxt = self._advance(event)
+            if nxt is not None and nxt != rec.status:
+                self.record = self.store.update(
+                    rec.order_req_id, lambda r: dataclasses.replace(r, status=nxt), kind,
+                    venue_status=reply.status, venue_filled=str(filled),
+                )  # fmt: skip
+                changed = True
+        if changed:
             self._notify()
-        self._sync_fills(reply.trades, reply.id)
         self._after_change()
+
+    def _fills_short(self) -> bool:
+        """True while the venue reports more executed than the journaled fills."""
+        return self._venue_filled is not None and self._rec().filled < self._venue_filled
 
     def _after_change(self) -> None:
         rec = self._rec()
         if rec.terminal:
             self._settle()
-        elif rec.cancel_requested and rec.status in _LIVE:
+        elif rec.cancel_requested and rec.status in _LIVE and not self._fills_short():
             self._cancel_at_venue()
         else:
             self._schedule(self.services.poll_interval_s)
@@ -431,7 +458,7 @@ class OrderActor(Actor):
         try:
             reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
         except Exception as exc:
-            self._log.warning("order_poll_failed", error=repr(exc))
+            self._say("warning", "order_poll_failed", error=repr(exc))
             self._schedule(self.services.poll_interval_s)
             return
         self._apply(reply, "poll")
@@ -448,29 +475,32 @@ class OrderActor(Actor):
             error_type=type(exc).__name__,
             error=str(exc)[:300],
         )
-        self._log.warning("order_ack", venue_status="rejected", error_type=type(exc).__name__,
+        self._say("warning", "order_ack", venue_status="rejected", error_type=type(exc).__name__,
                           error=str(exc)[:300])  # fmt: skip
         self._notify()
         self._settle()
 
     # --- fills ------------------------------------------------------------------------
 
-    def _sync_fills(self, trades: list[Trade], order_id: str | None) -> None:
-        """Journal the reply's trades; fetch the account's trades if still short."""
+    def _sync_fills(self, trades: list[Trade], order_id: str | None) -> bool:
+        """Journal the reply's trades, then the account's if still short; True if any new."""
         rec = self._rec()
         order_id = order_id or rec.exchange_order_id
         fills = [self._fill_of(t, order_id) for t in trades if t.order_id in (None, order_id)]
-        if fills:
-            self._record(fills)
-        if order_id and self._venue_filled is not None and self._rec().filled < self._venue_filled:
+        new = self._record(fills)
+        if order_id and self._fills_short():
             since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
             try:
                 mine = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
             except Exception as exc:
-                self._log.warning("order_trades_failed", error=repr(exc))
-                return
-            self._record([self._fill_of(t, order_id) for t in mine if t.order_id == order_id])
+                self._say("warning", "order_trades_failed", error=repr(exc))
+                return new
+            new = (
+                self._record([self._fill_of(t, order_id) for t in mine if t.order_id == order_id])
+                or new
+            )
         self._sink_pending()
+        return new
 
     def _fill_of(self, t: Trade, order_id: str | None) -> OrderFill:
         rec = self._rec()
@@ -480,16 +510,15 @@ class OrderActor(Actor):
             fee=t.fee_cost or ZERO, fee_currency=t.fee_currency, timestamp=t.timestamp,
         )  # fmt: skip
 
-    def _record(self, fills: list[OrderFill]) -> None:
+    def _record(self, fills: list[OrderFill]) -> bool:
+        """Journal the fills not seen before; True if there were any."""
         if not fills:
-            return
+            return False
         record, new = self.store.record_fills(self._rec().order_req_id, fills)
         self.record = record
-        if not new:
-            return
         status = record.status
         for fill in new:
-            self._log.info(
+            self._say("info",
                 "order_fill", trade_id=fill.trade_id, price=str(fill.price),
                 amount=str(fill.amount), fee=str(fill.fee), fee_currency=fill.fee_currency,
                 status=status, filled=str(record.filled),
@@ -499,7 +528,7 @@ class OrderActor(Actor):
             self.record = self.store.update(
                 record.order_req_id, lambda r: dataclasses.replace(r, status=status), "fill_status"
             )
-        self._notify()
+        return bool(new)
 
     def _sink_pending(self) -> None:
         rec = self._rec()
@@ -514,7 +543,7 @@ class OrderActor(Actor):
                     sink(rec.fills[tid])
                 except Exception as exc:  # retried at the next tick: never silently lost
                     fields = {"trade_id": tid, "error": repr(exc)}
-                    self._log.error("order_fill_sink_failed", **fields)
+                    self._say("error", "order_fill_sink_failed", **fields)
                     self._audit.error("order_fill_sink_failed", **fields)
                     break
             taken.append(tid)
@@ -539,7 +568,7 @@ class OrderActor(Actor):
                 "cancel_requested",
                 reason=reason,
             )
-            self._log.info("order_cancel", reason=reason, status=rec.status)
+            self._say("info", "order_cancel", reason=reason, status=rec.status)
         if self._rec().exchange_order_id is not None:
             self._cancel_at_venue()
         return self.snapshot()
@@ -561,14 +590,14 @@ class OrderActor(Actor):
             try:
                 reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
             except Exception as exc:
-                self._log.warning("order_cancel_failed", error=repr(exc))
+                self._say("warning", "order_cancel_failed", error=repr(exc))
                 self._schedule(self.services.poll_interval_s)
                 return
         except Exception as exc:
-            self._log.warning("order_cancel_failed", error=repr(exc))
+            self._say("warning", "order_cancel_failed", error=repr(exc))
             self._schedule(self.services.poll_interval_s)
             return
-        self._log.info("order_cancel", venue_status=reply.status, filled=str(reply.filled))
+        self._say("info", "order_cancel", venue_status=reply.status, filled=str(reply.filled))
         self._apply(reply, "cancel")
 
     # --- the end -------------------------------------------------------------------------
@@ -579,10 +608,10 @@ class OrderActor(Actor):
         if self._venue_filled is None and rec.exchange_order_id is not None:
             self._poll()  # a restart found it terminal: learn the venue's filled first
             return
-        if self._venue_filled is not None and rec.filled < self._venue_filled:
-            self._sync_fills([], rec.exchange_order_id)
-            rec = self._rec()
-            if rec.filled < self._venue_filled:
+        if self._fills_short():
+            if self._sync_fills([], rec.exchange_order_id):
+                self._notify()  # a fill after the terminal status: it still counts
+            if self._fills_short():
                 self._schedule(self.services.poll_interval_s)
                 return
         self._sink_pending()
@@ -594,13 +623,18 @@ class OrderActor(Actor):
             return
         self._done = True
         self._cancel_timer()
-        self._log.info(
+        self._say("info",
             "order_done", status=rec.status, filled=str(rec.filled), fee=str(rec.fee),
             fills=len(rec.fills), generation=rec.generation,
         )  # fmt: skip
         self.stop()
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _say(self, level: str, event: str, **fields: Any) -> None:
+        """Log to the ``order`` taxonomy with the trace ids as they are now."""
+        with trace_scope(self._trace()):
+            getattr(self._log, level)(event, **fields)
 
     def _rec(self) -> OrderRecord:
         assert self.record is not None, "the order is registered before any venue call"
@@ -624,7 +658,7 @@ class OrderActor(Actor):
             return transition(current, event)
         except InvalidTransition as exc:
             fields = {"state": exc.state, "transition_event": exc.event, "error": str(exc)}
-            self._log.warning("invalid_transition", **fields)
+            self._say("warning", "invalid_transition", **fields)
             self._audit.warning("invalid_transition", **fields)
             self.system.events.publish("invalid_transition", self.path, **fields)
             return None

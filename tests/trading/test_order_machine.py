@@ -1,0 +1,111 @@
+"""The Order state machine's transition table (pure)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from phalanx.actors.order import (
+    EVENTS,
+    STATES,
+    TERMINAL,
+    TRANSITIONS,
+    InvalidTransition,
+    client_order_id,
+    generation_of,
+    intent_prefix,
+    order_path,
+    reply_event,
+    transition,
+)
+from phalanx.protocols.exchange import OrderReply
+from phalanx.supervision import ErrorClass, classify
+
+
+def test_the_placement_path_runs_new_submitting_unknown_submitting_open_filled() -> None:
+    state = transition("new", "submit")
+    assert state == "submitting"
+    state = transition(state, "ambiguous")
+    assert state == "unknown"
+    state = transition(state, "regenerate")
+    assert state == "submitting"
+    assert transition(transition(state, "venue_open"), "venue_filled") == "filled"
+
+
+def test_a_fill_after_canceled_keeps_canceled_and_a_fill_on_open_makes_it_partial() -> None:
+    assert transition("canceled", "fill") == "canceled"
+    assert transition("canceling", "fill") == "canceling"
+    assert transition("open", "fill") == "partially_filled"
+
+
+def test_invalid_transition_names_state_and_event_and_is_permanent() -> None:
+    with pytest.raises(InvalidTransition, match="'venue_open' is not allowed in state 'filled'"):
+        transition("filled", "venue_open")
+    with pytest.raises(InvalidTransition) as info:
+        transition("new", "fill")
+    assert (info.value.state, info.value.event) == ("new", "fill")
+    assert classify(info.value) is ErrorClass.PERMANENT
+
+
+def test_a_rejected_order_never_takes_a_fill_and_unplaced_orders_cannot_cancel_at_venue() -> None:
+    with pytest.raises(InvalidTransition):
+        transition("rejected", "fill")
+    with pytest.raises(InvalidTransition):
+        transition("unknown", "cancel")
+
+
+@given(st.lists(st.sampled_from(EVENTS), max_size=40), st.sampled_from(STATES))
+def test_any_event_sequence_follows_the_table_or_raises_and_terminal_stays_terminal(
+    events: list[str], start: str
+) -> None:
+    state = start
+    for event in events:
+        expected = TRANSITIONS.get((state, event))  # type: ignore[arg-type]
+        if expected is None:
+            with pytest.raises(InvalidTransition):
+                transition(state, event)  # type: ignore[arg-type]
+            continue
+        was_terminal = state in TERMINAL
+        state = transition(state, event)  # type: ignore[arg-type]
+        assert state == expected
+        if was_terminal:
+            assert state in TERMINAL
+            assert state == expected
+
+
+def test_every_terminal_state_only_goes_to_itself() -> None:
+    for (state, _event), target in TRANSITIONS.items():
+        if state in TERMINAL:
+            assert target == state
+    assert "new" not in set(TRANSITIONS.values())
+
+
+def _reply(status: str, filled: str) -> OrderReply:
+    return OrderReply(
+        id="1", client_order_id="c", symbol="BTC/USDT", status=status, side="buy",  # type: ignore[arg-type]
+        type="limit", amount=Decimal(1), filled=Decimal(filled), remaining=None, price=None,
+        average=None, cost=None, fee_cost=None, fee_currency=None,
+    )  # fmt: skip
+
+
+def test_venue_replies_map_to_events_open_with_a_fill_is_partial() -> None:
+    assert reply_event(_reply("open", "0")) == "venue_open"
+    assert reply_event(_reply("open", "0.5")) == "venue_partial"
+    assert reply_event(_reply("closed", "1")) == "venue_filled"
+    assert reply_event(_reply("canceled", "0")) == "venue_canceled"
+    assert reply_event(_reply("expired", "0.2")) == "venue_expired"
+
+
+def test_client_ids_are_deterministic_short_and_carry_the_intent_and_generation() -> None:
+    cid = client_order_id("saga-42", 0)
+    assert cid == client_order_id("saga-42", 0)
+    assert cid.startswith(intent_prefix("saga-42"))
+    assert len(client_order_id("x" * 120, 999)) <= 36
+    assert generation_of("saga-42", client_order_id("saga-42", 7)) == 7
+    assert generation_of("saga-43", cid) is None
+    assert order_path("saga-42") == "/orders/o-saga-42"
+    with pytest.raises(ValueError, match="order_req_id 'a/b'"):
+        order_path("a/b")
