@@ -25,6 +25,7 @@ from phalanx.actors.saga import (
     Step,
     StepContext,
     await_saga,
+    new_saga,
     register_saga,
     resume_sagas,
     saga_outcomes,
@@ -193,8 +194,12 @@ def test_compensation_that_keeps_failing_ends_compensation_failed_with_dead_lett
         s3=Step("s3", probe.action(Refused("rejected"))),
     )
     alerts = sagas.events.subscribe(["alert_fired"])
-    start_saga(sagas, "compfail", "c-1", {"note": "x"})
+    stopped = sagas.events.subscribe(["actor_stopped"])
+    ref = start_saga(sagas, "compfail", "c-1", {"note": "x"})
     snap = await_saga(sagas, "c-1", timeout=10)
+    assert stopped.wait_for(lambda e: e.path == ref.path, 10) is not None
+    counts = sagas.counters()  # the dead letter is counted as sent, so conservation holds
+    assert counts["sent"] == counts["handled"] + counts["dead_lettered"] + counts["queued"]
     assert snap.status == "compensation_failed"
     assert snap.steps == {"s1": "compensated", "s2": "compensation_failed", "s3": "failed"}
     assert probe.phases("undo") == ["s2", "s2", "s2", "s1"]  # retried, then s1 still undone
@@ -210,6 +215,7 @@ def test_compensation_that_keeps_failing_ends_compensation_failed_with_dead_lett
     assert alert.fields["alert"] == "saga_compensation_failed"
     assert saga_outcomes(sagas.storage)["compensation_failed"] == 1
     assert saga_outcomes(sagas.storage)["compensated"] == 0
+    assert sagas.totals()["dead_letters"] == {"compensation_failed": 1}  # run summary sees it
 
 
 def _gated_step(probe: Probe, gate: threading.Event, polled: threading.Event) -> Step:
@@ -398,3 +404,29 @@ def test_resume_after_a_crash_before_finalize_puts_the_dead_letter_exactly_once(
     assert ident in {d.id for d in letters}
     assert journal.active_ids() == []
     assert probe.phases("undo") == ["s2", "s1"]  # compensations did not run again
+
+
+def test_resume_skips_a_saga_whose_kind_is_not_registered_with_an_alert(
+    sagas: ActorSystem,
+) -> None:
+    journal = SagaJournal(sagas.storage)
+    ghost = new_saga(SagaDefinition("ghost-kind", [Step("a", lambda ctx: {})]), "g-1", {}, 0.0)
+    journal.commit(journal.snapshot_op("g-1", ghost.to_dict(), active=True))
+    alerts = sagas.events.subscribe(["alert_fired"])
+    assert resume_sagas(sagas) == []
+    alert = alerts.wait_for(lambda e: e.fields.get("saga_id") == "g-1", 5)
+    assert alert is not None
+    assert alert.fields["alert"] == "saga_resume_failed"
+    assert "ghost-kind" in alert.fields["error"]
+    assert journal.active_ids() == ["g-1"]  # kept for an operator, not dropped
+
+
+def test_resume_refuses_a_saga_whose_registered_steps_changed(sagas: ActorSystem) -> None:
+    probe = Probe()
+    old = SagaDefinition("changed", [Step("a", probe.action()), Step("b", probe.action())])
+    journal = SagaJournal(sagas.storage)
+    state = new_saga(old, "ch-1", {}, 0.0)
+    journal.commit(journal.snapshot_op("ch-1", state.to_dict(), active=True))
+    register_saga(SagaDefinition("changed", [Step("a", probe.action())]))
+    assert resume_sagas(sagas) == []
+    assert probe.calls == []

@@ -55,7 +55,7 @@ from phalanx.actors.saga._plain import to_plain
 from phalanx.errors import DeadLetterError, PhalanxError
 from phalanx.protocols import Message
 from phalanx.protocols.trading import GetSaga, OrderUpdate, SagaSnapshot
-from phalanx.runtime import Actor, Timer, trace_scope
+from phalanx.runtime import Actor, Envelope, Timer, trace_scope
 from phalanx.storage._journal import SagaJournal
 from phalanx.supervision import classify
 
@@ -112,6 +112,11 @@ class SagaActor(Actor):
             raise SagaError(f"no journaled saga {self.saga_id!r}: use start_saga()")
         self.state = SagaState.from_dict(raw)
         self.definition = saga_definition(self.state.kind)
+        if set(self.state.steps) != set(self.definition.order):
+            raise SagaError(
+                f"saga {self.saga_id}: journaled steps {sorted(self.state.steps)} do not match "
+                f"the registered {self.state.kind!r} steps {sorted(self.definition.order)}"
+            )
         self._log = self.system.logs.logger("decision")
         self._n = 0
         self._timer: Timer | None = None
@@ -269,23 +274,25 @@ class SagaActor(Actor):
     def _dead_letter(self, cmd: DeadLetter) -> None:
         ident = cmd.dead_letter_id
         assert ident is not None  # filled by _apply before the commit
-        store = self.system.dead_letters
         try:
-            store.get(ident)
+            self.system.dead_letters.get(ident)
             return  # a previous incarnation recorded it already
         except DeadLetterError:
             pass
-        store.put(
-            reason=cmd.reason,
-            message={"saga_id": self.saga_id, "kind": self.state.kind, "step": cmd.step,
-                     "input": dict(self.state.input), "error": cmd.error},
-            target=self.path,
-            error=CompensationFailedError(f"saga {self.saga_id} step {cmd.step}: {cmd.error}"),
-            attempts=self.state.steps[cmd.step].comp_attempt,
-            trace={"saga_id": self.saga_id},
-            dead_letter_id=ident,
-            wait=True,
+        message = {
+            "saga_id": self.saga_id, "kind": self.state.kind, "step": cmd.step,
+            "input": dict(self.state.input), "error": cmd.error,
+        }  # fmt: skip
+        env = Envelope(
+            message, sender=self.path, attempt=self.state.steps[cmd.step].comp_attempt,
+            trace={"saga_id": self.saga_id}, dead_letter_id=ident,
         )  # fmt: skip
+        error = CompensationFailedError(f"saga {self.saga_id} step {cmd.step}: {cmd.error}")
+        # Through the post office, so the run totals count it (by reason) and a
+        # dead_letter event is published; counted as sent, so conservation holds.
+        self.system.post.count_sent()
+        self.system.post.dead_letter(cmd.reason, env, self.path, error=error)
+        self.system.storage.flush()  # durable before the saga may be finalized
 
     def _finish(self) -> None:
         state = self.state

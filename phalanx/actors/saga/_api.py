@@ -137,7 +137,8 @@ def resume_sagas(system: ActorSystem, *, supervisor: str = SAGAS) -> list[str]:
 
     Run it once at boot, after reconciliation. Each saga continues from its
     snapshot: the step that was in flight runs again (steps are idempotent).
-    A saga whose kind is not registered is skipped with an ``alert_fired``.
+    A saga that cannot start (kind not registered, steps changed) is skipped
+    with a critical ``alert_fired`` and stays in the journal.
     """
     journal = SagaJournal(system.storage)
     resumed = []
@@ -147,16 +148,16 @@ def resume_sagas(system: ActorSystem, *, supervisor: str = SAGAS) -> list[str]:
             continue
         try:
             _definition(raw["kind"])
-        except SagaError as exc:
+            _start_child(system, saga_id, supervisor)
+        except SagaError as exc:  # unknown kind, or steps that no longer match
             system.events.publish(
                 "alert_fired", saga_path(saga_id, supervisor), severity="critical",
-                alert="saga_kind_unknown", saga_id=saga_id, error=str(exc),
+                alert="saga_resume_failed", saga_id=saga_id, error=str(exc),
             )  # fmt: skip
             system.logs.logger("decision").error(
                 "saga_resume_failed", saga_id=saga_id, error=str(exc)
             )
             continue
-        _start_child(system, saga_id, supervisor)
         resumed.append(saga_id)
     return resumed
 

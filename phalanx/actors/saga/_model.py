@@ -79,7 +79,14 @@ DEFAULT_COMPENSATION_RETRY = Retry(
 
 
 class SagaError(PhalanxError):
-    """A saga definition or event that the model refuses (a bug in the caller)."""
+    """A saga definition or event that the model refuses (a bug in the caller).
+
+    Permanent for the decider: a Saga actor that hits one does not restart in
+    a loop; the message is dead-lettered (``permanent_error``) and the saga
+    stays in the journal as it was, for an operator to look at.
+    """
+
+    phalanx_error_class = "permanent"
 
 
 class StepTimeout(PhalanxError, TimeoutError):
