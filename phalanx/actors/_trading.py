@@ -210,13 +210,20 @@ def _records(node: TradingNode) -> list[Mapping[str, Any]]:
 
 
 def start_trading(
-    system: ActorSystem, config: NodeConfig, venue: PaperVenue | None = None
+    system: ActorSystem,
+    config: NodeConfig,
+    venue: PaperVenue | None = None,
+    *,
+    order_options: Mapping[str, Any] | None = None,
+    risk_options: Mapping[str, Any] | None = None,
 ) -> TradingNode:
     """Build the trading tree on a started system; returns its :class:`TradingNode`.
 
     Reconciliation runs before sagas resume and before the strategy starts;
     if it fails, Risk is set ``halted`` and no strategy is started (the
-    result names why, in ``node.reconciliation``).
+    result names why, in ``node.reconciliation``). ``order_options`` are
+    extra :class:`OrderServices` fields (poll rates; tests' crash switches),
+    ``risk_options`` extra :class:`Risk` keyword arguments.
     """
     trading = config.trading or TradingConfig()
     if not config.exchanges:
@@ -237,9 +244,13 @@ def start_trading(
     start_risk(
         system, RiskLimits(**trading.risk.model_dump()), exchange=exchange,
         markets=market_filters_from_ccxt(markets), initial_state="halted",
+        **dict(risk_options or {}),
     )  # fmt: skip
     start_positions(system, symbols, exchange=exchange)
-    start_order_supervisor(system, OrderServices(store=node.orders, fill_sink=node.apply_fill))
+    services = OrderServices(
+        store=node.orders, fill_sink=node.apply_fill, **dict(order_options or {})
+    )
+    start_order_supervisor(system, services)
     system.ask("/risk", SetTradingState(state="halted", reason="reconciling"), timeout=5.0)
     node.reconciliation = reconcile(
         system, exchange=exchange, ledger=node.ledger, symbols=symbols,
