@@ -486,3 +486,35 @@ def test_the_supervisor_child_id_is_o_dash_req_id(system: ActorSystem, venue: Pa
     ids = [c["id"] for c in SupervisorRef(system, "/orders").which_children()]
     assert ids in ([order_child_id("p1")], [])  # [] once it finished
     rig.wait_done("p1")
+
+
+def test_a_cancel_while_unknown_never_places_when_the_lookup_proves_it_absent(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue, settle_s=0.5, lookup_max_interval_s=0.05)
+    venue.inject(Fault("http_503", endpoint="POST /api/v3/order"))
+    place_order(system, rig.intent("u1"))
+    rig.updates.wait(lambda s: s.status == "unknown")
+    snap = cancel_order(system, "u1", "saga_timeout")
+    assert snap is not None
+    assert (snap.status, snap.terminal) == ("unknown", False)  # resolution goes on
+    record = rig.wait_done("u1")
+    assert (record.status, record.filled, record.cancel_requested) == ("canceled", 0, True)
+    assert rig.venue_orders("u1") == []
+    assert rig.order_requests().count("POST /api/v3/order") == 1
+
+
+def test_a_cancel_while_unknown_cancels_the_order_once_the_lookup_finds_it(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue, lookup_interval_s=0.3)
+    bid = Decimal(venue.engine.ticker("BTCUSDT")["bidPrice"])
+    venue.inject(Fault("lost", endpoint="POST /api/v3/order", when="after"))
+    place_order(system, rig.intent("u2", type="limit", price=bid - Decimal(100)))
+    rig.updates.wait(lambda s: s.status == "unknown")
+    cancel_order(system, "u2")
+    record = rig.wait_done("u2")
+    assert record.status == "canceled"
+    assert record.exchange_order_id is not None
+    assert len(rig.venue_orders("u2")) == 1
+    assert venue.engine.open_orders(ACCOUNT, None) == []

@@ -352,7 +352,13 @@ class OrderActor(Actor):
                 return order  # type: ignore[no-any-return]
         since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
         trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
-        known = {r.exchange_order_id for r in self.store.list() if r.exchange_order_id}
+        # Orders other intents hold are skipped; one an external record holds that
+        # carries this intent's prefix is not (reconciliation may have adopted it).
+        known = {
+            r.exchange_order_id
+            for r in self.store.list()
+            if r.exchange_order_id and not r.client_order_id.startswith(prefix)
+        }
         behind = sorted({t.order_id for t in trades if t.order_id and t.order_id not in known})
         for order_id in behind[-self.services.max_trade_order_lookups :]:
             order = self._ask(FetchOrder(symbol=rec.symbol, id=order_id))
@@ -558,6 +564,9 @@ class OrderActor(Actor):
     # --- cancel ------------------------------------------------------------------------
 
     def _cancel(self, reason: str) -> OrderSnapshot:
+        if self.record is None:  # ahead of _Drive (a redelivery): register first
+            self._driven = True
+            self._step()
         rec = self.record
         if rec is None or rec.terminal:
             return self.snapshot()

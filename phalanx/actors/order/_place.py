@@ -142,13 +142,17 @@ def adopt_external(
     venue order twice is a no-op. With ``start`` its actor tracks it: polls it
     until terminal and hands its fills to the sink like any other order.
     """
+    if reply.side not in ("buy", "sell"):
+        # A guessed side would book the fills the wrong way round.
+        raise ValueError(f"cannot adopt venue order {reply.id}: side is {reply.side!r}")
     store = _store(system, store)
     now = store.clock()
     record = OrderRecord(
         order_req_id=f"ext-{exchange}-{reply.id}",
         client_order_id=reply.client_order_id or f"venue-{reply.id}", generation=0,
         status=transition("unknown", reply_event(reply)), symbol=reply.symbol,
-        side=reply.side or "buy", type=reply.type or "limit",
+        side=reply.side,
+        type=reply.type if reply.type in ("limit", "market") else "limit",
         amount=reply.amount if reply.amount is not None else Decimal(0), price=reply.price,
         exchange_order_id=reply.id, created_at=now, updated_at=now, external=True,
         exchange=exchange, notify=notify,
