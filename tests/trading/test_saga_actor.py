@@ -430,3 +430,20 @@ def test_resume_refuses_a_saga_whose_registered_steps_changed(sagas: ActorSystem
     register_saga(SagaDefinition("changed", [Step("a", probe.action())]))
     assert resume_sagas(sagas) == []
     assert probe.calls == []
+
+
+def test_compensation_pending_past_its_timeout_ends_compensation_failed(
+    sagas: ActorSystem,
+) -> None:
+    probe = Probe()
+    stuck = Step(
+        "s2", probe.action(), compensation=lambda ctx: Pending(0.01), compensation_timeout_s=0.05
+    )
+    _define("comptimeout", probe, s2=stuck, s3=Step("s3", probe.action(Refused("no"))))
+    start_saga(sagas, "comptimeout", "ct-1", {})
+    snap = await_saga(sagas, "ct-1", timeout=10)
+    assert snap.status == "compensation_failed"
+    assert snap.steps["s2"] == "compensation_failed"
+    assert snap.steps["s1"] == "compensated"
+    (letter,) = sagas.dead_letters.list(reason="compensation_failed")
+    assert "StepTimeout" in letter.message["error"]

@@ -19,9 +19,11 @@ Rules:
   :class:`StepTimeout` (still Pending at ``timeout_s``, unless ``on_timeout``
   returns a result) fail the step;
 - a failed step compensates the completed steps in reverse order; each
-  compensation is retried by ``compensation_retry``; one that keeps failing
-  is dead-lettered (reason ``compensation_failed``), fires a critical
-  ``alert_fired`` event, and the saga ends ``compensation_failed``;
+  compensation is retried by ``compensation_retry`` (and may return
+  :class:`Pending`, bounded by ``compensation_timeout_s``); one that keeps
+  failing is dead-lettered (reason ``compensation_failed``), fires a critical
+  ``alert_fired`` event, the other compensations still run, and the saga ends
+  ``compensation_failed``;
 - **actions and compensations must be idempotent** (key every external
   effect by ``ctx.saga_id``): a resumed saga runs its in-flight step again.
 

@@ -223,6 +223,11 @@ class SagaActor(Actor):
             phase="compensation" if compensation else "action", result=ss.result,
         )  # fmt: skip
         if compensation:
+            if ss.comp_deadline is not None and time.time() >= ss.comp_deadline:
+                exc = StepTimeout(
+                    f"compensation of {name!r} not done after {step.compensation_timeout_s}s"
+                )
+                return self._failed(CompensationFailed, name, attempt, exc)
             return self._compensate(ctx, step.compensation)
         fn = step.action
         if ss.deadline is not None and step.timeout_s is not None and time.time() >= ss.deadline:

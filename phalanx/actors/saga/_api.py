@@ -11,7 +11,7 @@ from phalanx.actors.saga._actor import SagaActor, snapshot_of
 from phalanx.actors.saga._model import SagaError, SagaState, Started, advance, new_saga
 from phalanx.actors.saga._model import saga_definition as _definition
 from phalanx.actors.saga._plain import to_plain
-from phalanx.errors import AlreadyPresent, AlreadyStarted, PhalanxError
+from phalanx.errors import AlreadyPresent, AlreadyStarted, PhalanxError, StorageError
 from phalanx.protocols.trading import SagaSnapshot
 from phalanx.runtime import ActorSystem, Ref, trace_scope
 from phalanx.storage import Storage
@@ -169,8 +169,17 @@ def saga_snapshot(storage: Storage, saga_id: str) -> SagaSnapshot | None:
 
 
 def saga_outcomes(storage: Storage) -> dict[str, int]:
-    """Counts from the journal: completed, compensated, running, compensation_failed."""
-    return SagaJournal(storage).outcomes()
+    """Counts from the journal: completed, compensated, running, compensation_failed.
+
+    Works on a readonly (offline) storage too: no journal yet means all zeros.
+    """
+    try:
+        journal = SagaJournal(storage)
+    except StorageError:
+        if not storage.readonly:
+            raise
+        return dict.fromkeys(("completed", "compensated", "running", "compensation_failed"), 0)
+    return journal.outcomes()
 
 
 def await_saga(system: ActorSystem, saga_id: str, timeout: float = 10.0) -> SagaSnapshot:

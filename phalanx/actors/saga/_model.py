@@ -146,12 +146,17 @@ class Step:
     depends_on: Sequence[str] = ()
     on_timeout: Action | None = None
     compensation_retry: Retry = DEFAULT_COMPENSATION_RETRY
+    # A compensation still Pending (or failing) this long after it began fails
+    # for good (-> compensation_failed); None: no bound.
+    compensation_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise SagaError(f"a step needs a non-empty name, got {self.name!r}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise SagaError(f"step {self.name!r}: timeout_s must be > 0, got {self.timeout_s}")
+        for name in ("timeout_s", "compensation_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise SagaError(f"step {self.name!r}: {name} must be > 0, got {value}")
 
 
 @dataclass(frozen=True)
@@ -420,6 +425,7 @@ class StepState:
     deadline: float | None = None
     result: Any = None
     error: str | None = None
+    comp_deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -465,7 +471,15 @@ class SagaState:
             "input": dict(self.input),
             "status": self.status,
             "steps": {
-                name: [s.status, s.attempt, s.comp_attempt, s.deadline, s.result, s.error]
+                name: [
+                    s.status,
+                    s.attempt,
+                    s.comp_attempt,
+                    s.deadline,
+                    s.result,
+                    s.error,
+                    s.comp_deadline,
+                ]
                 for name, s in self.steps.items()
             },
             "done": list(self.done),
@@ -576,7 +590,11 @@ def _forward(state: SagaState, defn: SagaDefinition, event: Event, **changes: An
 
 
 def _backward(
-    state: SagaState, event: Event, prefix: Sequence[Command] = (), **changes: Any
+    state: SagaState,
+    defn: SagaDefinition,
+    event: Event,
+    prefix: Sequence[Command] = (),
+    **changes: Any,
 ) -> Plan:
     """Run the next compensation, or end compensated / compensation_failed."""
     base = replace(state, **changes)
@@ -584,7 +602,9 @@ def _backward(
         status = "compensation_failed" if base.failed_compensations else "compensated"
         return _commit(base, event, [*prefix, Finished(status)], status=status, current=None)
     name = base.to_compensate[0]
-    steps = _set(base, name, status="compensating", comp_attempt=1)
+    timeout = defn.step(name).compensation_timeout_s
+    deadline = None if timeout is None else event.at + timeout
+    steps = _set(base, name, status="compensating", comp_attempt=1, comp_deadline=deadline)
     return _commit(
         base, event, [*prefix, Compensate(name, 1)], steps=steps, current=name,
         status="compensating",
@@ -647,12 +667,12 @@ def advance(state: SagaState, event: Event, definition: SagaDefinition | None = 
                                                            error=error))  # fmt: skip
         todo = tuple(n for n in reversed(state.done) if defn.step(n).compensation is not None)
         steps = _set(state, event.step, status="failed", error=error)
-        return _backward(state, event, steps=steps, to_compensate=todo,
+        return _backward(state, defn, event, steps=steps, to_compensate=todo,
                          error=f"{event.step}: {error}")  # fmt: skip
     if isinstance(event, CompensationSucceeded):
         _check(state, event, compensation=True)
         steps = _set(state, event.step, status="compensated")
-        return _backward(state, event, steps=steps, to_compensate=state.to_compensate[1:])
+        return _backward(state, defn, event, steps=steps, to_compensate=state.to_compensate[1:])
     if isinstance(event, CompensationFailed):
         _check(state, event, compensation=True)
         step = defn.step(event.step)
@@ -669,7 +689,7 @@ def advance(state: SagaState, event: Event, definition: SagaDefinition | None = 
             Alert("saga_compensation_failed", "critical", event.step, error),
         )
         return _backward(
-            state, event, effects, steps=steps, to_compensate=state.to_compensate[1:],
+            state, defn, event, effects, steps=steps, to_compensate=state.to_compensate[1:],
             failed_compensations=(*state.failed_compensations, event.step),
         )  # fmt: skip
     raise SagaError(f"unknown saga event {event!r}")
