@@ -19,6 +19,7 @@ from phalanx.actors.order import (
     adopt_external,
     cancel_order,
     client_order_id,
+    find_owner,
     intent_prefix,
     order_path,
     order_snapshot,
@@ -420,6 +421,10 @@ def test_place_order_is_idempotent_for_a_running_or_a_finished_order(
     assert snap is not None
     assert snap.status == "filled"
     assert order_snapshot(system, "nobody") is None
+    owner = find_owner(rig.store, client_order_id("i1", 3))  # any generation of the intent
+    assert owner is not None
+    assert owner.order_req_id == "i1"
+    assert find_owner(rig.store, "px-0000-0") is None
 
 
 def test_a_fill_the_sink_refused_is_handed_over_again_and_only_then_the_actor_stops(
@@ -457,6 +462,7 @@ def test_an_external_venue_order_is_adopted_tracked_and_its_fills_sunk(
     snap = order_snapshot(system, record.order_req_id)
     assert snap is not None
     assert snap.external
+    assert find_owner(rig.store, "manual-1") == rig.store.get(record.order_req_id)
 
 
 def test_a_killed_order_actor_resumes_from_its_record_without_a_second_order(

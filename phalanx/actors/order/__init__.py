@@ -24,7 +24,8 @@ Usage (the connection runs at ``/exchanges/paper``)::
     snap = order_snapshot(system, saga_id)                   # live actor, else the record
     snap = cancel_order(system, saga_id)                     # idempotent
     resume_orders(system)                                    # node start: every live record
-    adopt_external(system, order_reply)                      # reconciliation
+    find_owner(store, venue_order.client_order_id)           # reconciliation: ours?
+    adopt_external(system, order_reply)                      # ... else adopt as external
 
 ``OrderFill.trade_id`` is the venue's trade id (unique per venue trade on the
 paper venue; per symbol on Binance): a ledger key should add exchange and symbol.
@@ -53,6 +54,7 @@ from phalanx.actors.order._order import CRASH_POINTS, OrderActor, OrderServices,
 from phalanx.actors.order._place import (
     adopt_external,
     cancel_order,
+    find_owner,
     intent_of,
     order_snapshot,
     order_supervisor_spec,
@@ -78,6 +80,7 @@ __all__ = [
     "adopt_external",
     "cancel_order",
     "client_order_id",
+    "find_owner",
     "generation_of",
     "intent_of",
     "intent_prefix",

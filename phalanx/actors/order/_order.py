@@ -79,7 +79,9 @@ class OrderServices:
     lookup_interval_s: float = 0.05  # unknown: first lookup delay, then x2 up to the max
     lookup_max_interval_s: float = 1.0
     max_lookup_misses: int = 3  # OrderNotFound this many times before the absence check
-    settle_s: float = 0.5  # and at least this long since the order became unknown
+    # ... and at least this long since the order became unknown: longer than a
+    # request can sit at the venue before it acts (a timed-out create may still land).
+    settle_s: float = 3.0
     ask_timeout_s: float = 15.0  # > the connection's timeout_max_ms plus rate-limit waits
     trade_lookback_ms: int = 60_000
     max_trade_order_lookups: int = 20  # FetchOrder calls per absence check, at most
@@ -256,8 +258,8 @@ class OrderActor(Actor):
     def _send(self) -> None:
         rec = self._rec()
         self._may_send = False
-        self._say("info",
-            "order_attempt", generation=rec.generation, symbol=rec.symbol, side=rec.side,
+        self._say(
+            "info", "order_attempt", generation=rec.generation, symbol=rec.symbol, side=rec.side,
             type=rec.type, amount=str(rec.amount), price=str(rec.price) if rec.price else None,
             blind_resend=rec.status == "unknown",
         )  # fmt: skip
@@ -379,8 +381,8 @@ class OrderActor(Actor):
             "regenerated",
             misses=self._misses,
         )
-        self._say("info",
-            "retry_attempt", action="new_generation", generation=gen, client_order_id=cid,
+        self._say(
+            "info", "retry_attempt", action="new_generation", generation=gen, client_order_id=cid,
             previous_client_order_id=rec.client_order_id, misses=self._misses,
         )  # fmt: skip
         self._may_send = True
@@ -428,9 +430,9 @@ class OrderActor(Actor):
             changed = True
             if first_ack:
                 with trace_scope(exchange_order_id=reply.id, client_order_id=cid):
-                    self._say("info",
-                        "order_ack", via=kind, venue_status=reply.status, filled=str(filled),
-                        generation=gen,
+                    self._say(
+                        "info", "order_ack", via=kind, venue_status=reply.status,
+                        filled=str(filled), generation=gen,
                     )  # fmt: skip
         changed = self._sync_fills(reply.trades, reply.id) or changed
         rec = self._rec()
@@ -524,8 +526,8 @@ class OrderActor(Actor):
         self.record = record
         status = record.status
         for fill in new:
-            self._say("info",
-                "order_fill", trade_id=fill.trade_id, price=str(fill.price),
+            self._say(
+                "info", "order_fill", trade_id=fill.trade_id, price=str(fill.price),
                 amount=str(fill.amount), fee=str(fill.fee), fee_currency=fill.fee_currency,
                 status=status, filled=str(record.filled),
             )  # fmt: skip
@@ -632,8 +634,8 @@ class OrderActor(Actor):
             return
         self._done = True
         self._cancel_timer()
-        self._say("info",
-            "order_done", status=rec.status, filled=str(rec.filled), fee=str(rec.fee),
+        self._say(
+            "info", "order_done", status=rec.status, filled=str(rec.filled), fee=str(rec.fee),
             fills=len(rec.fills), generation=rec.generation,
         )  # fmt: skip
         self.stop()

@@ -6,7 +6,7 @@ import contextlib
 from decimal import Decimal
 from typing import Any
 
-from phalanx.actors.order._ids import order_child_id
+from phalanx.actors.order._ids import generation_of, order_child_id
 from phalanx.actors.order._machine import reply_event, transition
 from phalanx.actors.order._order import OrderActor, OrderServices, snapshot_of
 from phalanx.errors import ActorDead, AlreadyPresent, AlreadyStarted
@@ -20,6 +20,7 @@ from phalanx.supervision._supervisor import SupervisorRef
 __all__ = [
     "adopt_external",
     "cancel_order",
+    "find_owner",
     "intent_of",
     "order_snapshot",
     "order_supervisor_spec",
@@ -110,6 +111,22 @@ def intent_of(record: OrderRecord) -> OrderIntent:
         type=record.type, amount=record.amount, price=record.price,
         exchange=record.exchange, saga_id=record.saga_id, notify=record.notify,
     )  # fmt: skip
+
+
+def find_owner(store: OrderStore, client_id: str | None) -> OrderRecord | None:
+    """The record whose intent a venue client order id belongs to (any generation).
+
+    Reconciliation uses it to tell this node's orders (adopt into their own
+    record) from external ones (:func:`adopt_external`).
+    """
+    if not client_id:
+        return None
+    for record in store.list():
+        if record.client_order_id == client_id or (
+            not record.external and generation_of(record.order_req_id, client_id) is not None
+        ):
+            return record
+    return None
 
 
 def resume_orders(
