@@ -65,7 +65,7 @@ ACTION_OUTCOMES = ["ok", "pending", "transient", "unknown", "permanent"]
 COMP_OUTCOMES = ["ok", "pending", "transient", "permanent"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data(), n=st.integers(1, 6))
 def test_any_outcome_sequence_ends_terminal_with_reverse_compensations(
     data: st.DataObject, n: int
