@@ -524,3 +524,71 @@ def test_a_cancel_while_unknown_cancels_the_order_once_the_lookup_finds_it(
     assert record.exchange_order_id is not None
     assert len(rig.venue_orders("u2")) == 1
     assert venue.engine.open_orders(ACCOUNT, None) == []
+
+
+def test_a_create_that_lands_after_the_client_timeout_is_found_not_sent_again(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    # The venue acts 1.2 s after the request; the client gave up at 0.3 s.
+    # settle_s keeps the actor looking it up instead of sending generation 1.
+    rig = Rig(system, venue, settle_s=2.0, lookup_max_interval_s=0.2)
+    rig.system.stop("/exchanges")
+    cc = venue.ccxt_config()
+    config = ExchangeConfig(
+        name="paper", urls=cc["urls"], options=cc["options"], rate_limit_per_s=1000,
+        burst=1000, timeout_min_ms=300, timeout_default_ms=300, timeout_max_ms=300,
+    )  # fmt: skip
+    spec = connection_spec(config, client_config={"apiKey": cc["apiKey"], "secret": cc["secret"]})
+    system.supervise("/exchanges", intensity=10, period=5, children=[spec])
+    venue.inject(Fault("latency", endpoint="POST /api/v3/order", latency_ms=1200))
+    record = rig.run(rig.intent("slow1"))
+    assert record.status == "filled"
+    assert record.generation == 0
+    assert len(rig.venue_orders("slow1")) == 1
+    kinds = [e["kind"] for e in rig.store.events("slow1")]
+    assert "ambiguous" in kinds
+    assert "regenerated" not in kinds
+
+
+def test_an_invalid_transition_is_logged_audited_and_the_state_kept(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue)
+    bid = Decimal(venue.engine.ticker("BTCUSDT")["bidPrice"])
+    cid = client_order_id("bad1", 0)
+    placed = venue.engine.place(
+        ACCOUNT, {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01",
+                  "price": str(bid - 100), "newClientOrderId": cid},
+    )  # fmt: skip
+    rig.store.register(  # the record says partially filled; the venue says open, nothing filled
+        OrderRecord(
+            order_req_id="bad1", client_order_id=cid, generation=0, status="partially_filled",
+            symbol=BTC, side="buy", type="limit", amount=Decimal("0.01"),
+            price=bid - 100, exchange_order_id=str(placed["orderId"]), created_at=time.time(),
+        )
+    )  # fmt: skip
+    invalid = system.events.subscribe(kinds={"invalid_transition"})
+    try:
+        resume_orders(system)
+        event = invalid.get(timeout=5)
+    finally:
+        invalid.close()
+    assert event is not None
+    assert (event.fields["state"], event.fields["transition_event"]) == (
+        "partially_filled",
+        "venue_open",
+    )
+    snap = order_snapshot(system, "bad1")
+    assert snap is not None
+    assert snap.status == "partially_filled"
+    audit = [
+        json.loads(line)
+        for line in (system.var_dir / "logs" / "audit.jsonl").read_text().splitlines()
+    ]
+    assert any(
+        line["event"] == "invalid_transition" and line["order_req_id"] == "bad1" for line in audit
+    )
+    final = cancel_order(system, "bad1")
+    assert final is not None
+    assert final.status == "canceled"
+    rig.wait_done("bad1")
