@@ -23,6 +23,7 @@ from phalanx.actors.order import (
     intent_prefix,
     order_path,
     order_snapshot,
+    order_supervisor_spec,
     place_order,
     resume_orders,
     start_order_supervisor,
@@ -592,3 +593,16 @@ def test_an_invalid_transition_is_logged_audited_and_the_state_kept(
     assert final is not None
     assert final.status == "canceled"
     rig.wait_done("bad1")
+
+
+def test_the_orders_supervisor_spec_nests_under_another_supervisor(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue)
+    system.supervise("/trading", children=[order_supervisor_spec(rig.services)])
+    intent = rig.intent("n1")
+    ref = place_order(system, intent, supervisor="/trading/orders")
+    assert ref.path == "/trading/orders/o-n1"
+    wait_until(lambda: (r := rig.store.get("n1")) is not None and r.terminal, what="n1 filled")
+    wait_until(lambda: not system.is_alive(ref.path), what="n1 stopped")
+    assert len(rig.venue_orders("n1")) == 1

@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from phalanx.actors.order import OrderRecord, OrderStore
 from phalanx.protocols.trading import OrderFill
@@ -115,3 +117,25 @@ def test_a_record_round_trips_through_msgpack_with_fills_and_flags(storage: Stor
     )
     store.register(record)
     assert store.get("r1") == record
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.lists(st.integers(min_value=1, max_value=8), max_size=5), max_size=8))
+def test_any_replay_of_fill_batches_counts_each_trade_once(
+    storage: Storage, batches: list[list[int]]
+) -> None:
+    store = OrderStore(storage)
+    req = f"h{abs(hash(str(batches)))}"
+    store.register(_record(req))
+    handed: list[str] = []
+    for batch in batches:
+        fills = [_fill(str(t), f"0.00{t}").model_copy(update={"order_req_id": req}) for t in batch]
+        _, new = store.record_fills(req, fills)
+        handed += [f.trade_id for f in new]
+    distinct = {t for batch in batches for t in batch}
+    assert sorted(handed) == sorted(str(t) for t in distinct)
+    record = store.get(req)
+    assert record is not None
+    assert record.filled == sum((Decimal(f"0.00{t}") for t in distinct), Decimal(0))
