@@ -31,7 +31,7 @@ from phalanx.actors.order import (
 from phalanx.actors.order._ids import order_child_id
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.protocols.exchange import FetchOrder
-from phalanx.protocols.trading import OrderFill, OrderIntent, OrderSnapshot, OrderUpdate
+from phalanx.protocols.trading import GetOrder, OrderFill, OrderIntent, OrderSnapshot, OrderUpdate
 from phalanx.runtime import Actor
 from phalanx.runtime._config import ExchangeConfig
 from phalanx.storage._orders import OrderRecord
@@ -203,6 +203,9 @@ def test_resting_limit_order_is_polled_until_the_market_fills_it_as_maker(
     intent = rig.intent("l1", type="limit", amount="0.01", price=ask - Decimal("0.01"))
     place_order(system, intent)
     rig.updates.wait(lambda s: s.status == "open")
+    live = system.ask(order_path("l1"), GetOrder(), timeout=5)
+    assert live == order_snapshot(system, "l1")
+    assert (live.status, live.terminal, live.filled) == ("open", False, 0)
     for _ in range(500):  # the seeded walk crosses the bid within a few steps
         if (
             venue.engine.get_order(ACCOUNT, "BTCUSDT", None, client_order_id("l1", 0))["status"]

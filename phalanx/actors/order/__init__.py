@@ -21,7 +21,7 @@ Usage (the connection runs at ``/exchanges/paper``)::
                          type="limit", amount=Decimal("0.01"), price=Decimal("43000"),
                          saga_id=saga_id, notify=saga_path)
     ref = place_order(system, intent)                        # idempotent
-    snap = order_snapshot(system, saga_id)                   # live actor, else the record
+    snap = order_snapshot(system, saga_id)                   # the journaled record: never blocks
     snap = cancel_order(system, saga_id)                     # idempotent
     resume_orders(system)                                    # node start: every live record
     find_owner(store, venue_order.client_order_id)           # reconciliation: ours?
@@ -29,8 +29,10 @@ Usage (the connection runs at ``/exchanges/paper``)::
 
 ``OrderFill.trade_id`` is the venue's trade id (unique per venue trade on the
 paper venue; per symbol on Binance): a ledger key should add exchange and symbol.
-The actor stops when the order is done, so ask through :func:`order_snapshot`,
-which falls back to the stored record.
+The actor stops once the order is terminal and every fill is journaled and
+sunk; a ``GetOrder`` then gets ``ActorDead``. :func:`order_snapshot` reads the
+record instead (same data, and it never waits behind a venue call the actor
+is blocked in, up to ``ask_timeout_s``).
 """
 
 from phalanx.actors.order._ids import (

@@ -11,7 +11,7 @@ from phalanx.actors.order._machine import reply_event, transition
 from phalanx.actors.order._order import OrderActor, OrderServices, snapshot_of
 from phalanx.errors import ActorDead, AlreadyPresent, AlreadyStarted
 from phalanx.protocols.exchange import OrderReply
-from phalanx.protocols.trading import CancelIntent, GetOrder, OrderIntent, OrderSnapshot
+from phalanx.protocols.trading import CancelIntent, OrderIntent, OrderSnapshot
 from phalanx.runtime import ActorSystem, Ref
 from phalanx.storage._orders import OrderRecord, OrderStore
 from phalanx.supervision import ChildSpec, Retry
@@ -189,21 +189,14 @@ def adopt_external(
 
 
 def order_snapshot(
-    system: ActorSystem,
-    order_req_id: str,
-    *,
-    supervisor: str = ORDERS,
-    store: OrderStore | None = None,
-    timeout: float = 5.0,
+    system: ActorSystem, order_req_id: str, *, store: OrderStore | None = None
 ) -> OrderSnapshot | None:
-    """The live actor's snapshot, or the stored one once it has stopped (None if unknown)."""
-    path = f"{supervisor.rstrip('/')}/{order_child_id(order_req_id)}"
-    if system.is_alive(path):
-        try:
-            snap: OrderSnapshot = system.ask(path, GetOrder(), timeout=timeout)
-            return snap
-        except ActorDead:
-            pass  # it stopped meanwhile: the record is final
+    """The order's snapshot from its journaled record (None if unknown).
+
+    The same data a ``GetOrder`` to the live actor replies (the actor's state
+    IS its last journaled record), but it never waits behind a venue call the
+    actor is blocked in. ``terminal`` implies every venue fill is journaled.
+    """
     record = _store(system, store).get(order_req_id)
     return snapshot_of(record) if record is not None else None
 
