@@ -249,6 +249,37 @@ def _place_order(ctx: StepContext) -> dict[str, Any] | Pending:
     return {"client_order_id": snap.client_order_id, "exchange_order_id": snap.exchange_order_id}
 
 
+def _cancel_then(ctx: StepContext, reason: str) -> OrderSnapshot | None:
+    """Ask for a cancel (idempotent); the final snapshot once the order is terminal."""
+    snap = _snapshot(ctx)
+    if snap is None:
+        return None
+    if not snap.terminal:
+        ctx.system.ask(order_path(ctx.saga_id), CancelIntent(reason=reason), timeout=10.0)
+        return None
+    return snap
+
+
+def _place_timeout(ctx: StepContext) -> dict[str, Any] | Pending:
+    """``place_order`` overran its timeout: cancel, then go on with any fill, else fail."""
+    snap = _cancel_then(ctx, "place_timeout")
+    if snap is None:
+        return Pending(0.05)
+    if snap.filled <= 0:
+        raise OrderRejected(f"order {snap.client_order_id} not acknowledged in time; canceled")
+    return {"client_order_id": snap.client_order_id, "exchange_order_id": snap.exchange_order_id}
+
+
+def _await_timeout(ctx: StepContext) -> dict[str, Any] | Pending:
+    """``await_fill`` overran its hard timeout: cancel, wait for the terminal snapshot."""
+    snap = _cancel_then(ctx, "fill_timeout")
+    if snap is None:
+        return Pending(0.05)
+    if snap.filled <= 0:
+        raise NothingFilled(f"order {snap.client_order_id} ended {snap.status} with no fill")
+    return _fills_result(snap)
+
+
 def _cancel_order(ctx: StepContext) -> dict[str, Any] | Pending:
     snap = _snapshot(ctx)
     if snap is not None and not snap.terminal:
@@ -321,7 +352,9 @@ def _finalize(ctx: StepContext) -> dict[str, Any]:
 def trade_saga(kind: str) -> SagaDefinition:
     """The buy or sell saga definition (the side comes from the input)."""
     ask_retry = Retry(max_attempts=6, backoff="exponential", base=0.05, max=1.0, jitter=0.1)
-    poll_retry = Retry(max_attempts=20, backoff="exponential", base=0.05, max=1.0, jitter=0.1)
+    # Polls outlive kills and lost asks: a placement step that gave up would leave
+    # its order unwatched, so its budget is large (about a minute of backoff).
+    poll_retry = Retry(max_attempts=60, backoff="exponential", base=0.05, max=1.0, jitter=0.1)
     return SagaDefinition(
         kind,
         [
@@ -330,9 +363,9 @@ def trade_saga(kind: str) -> SagaDefinition:
             Step("reserve_funds", _reserve_funds, compensation=_release_funds,
                  retry=ask_retry, depends_on=("risk_check",)),
             Step("place_order", _place_order, compensation=_cancel_order, timeout_s=120.0,
-                 retry=poll_retry, depends_on=("reserve_funds",)),
+                 retry=poll_retry, depends_on=("reserve_funds",), on_timeout=_place_timeout),
             Step("await_fill", _await_fill, timeout_s=_HARD_TIMEOUT_S, retry=poll_retry,
-                 depends_on=("place_order",)),
+                 depends_on=("place_order",), on_timeout=_await_timeout),
             Step("update_position", _update_position, retry=ask_retry,
                  depends_on=("await_fill",)),
             Step("post_ledger", _post_ledger, retry=ask_retry, depends_on=("update_position",)),
