@@ -360,9 +360,12 @@ def test_cancel_then_a_late_fill_still_counts_and_the_status_stays_canceled(
     record = rig.wait_done("k1")
     assert (record.status, record.filled) == ("canceled", Decimal("0.05"))
     assert len(rig.sink.fills) == 1
-    kinds = [e["kind"] for e in rig.store.events("k1")]
-    # learned after the cancel was sent; canceled is journaled only with the fill
-    assert kinds.index("canceling") < kinds.index("fills") < kinds.index("cancel")
+    events = rig.store.events("k1")
+    kinds = [e["kind"] for e in events]
+    # learned after the cancel was sent; canceled is journaled together with the fill
+    cancel = events[kinds.index("cancel")]
+    assert kinds.index("canceling") < kinds.index("cancel")
+    assert (cancel["status"], cancel["trade_ids"]) == ("canceled", list(record.fills))
     again = cancel_order(system, "k1")
     assert again == snapshot_without_change(snap, again)
     assert rig.order_requests().count("DELETE /api/v3/order") == 1

@@ -21,7 +21,10 @@ from phalanx.actors.order import (
     reply_event,
     transition,
 )
+from phalanx.actors.order._plan import plan_reply
 from phalanx.protocols.exchange import OrderReply
+from phalanx.protocols.trading import OrderFill
+from phalanx.storage._orders import OrderRecord
 from phalanx.supervision import ErrorClass, classify
 
 
@@ -109,3 +112,40 @@ def test_client_ids_are_deterministic_short_and_carry_the_intent_and_generation(
     assert order_path("saga-42") == "/orders/o-saga-42"
     with pytest.raises(ValueError, match="order_req_id 'a/b'"):
         order_path("a/b")
+
+
+def _fill(trade_id: str, amount: str) -> OrderFill:
+    return OrderFill(
+        trade_id=trade_id, order_req_id="r", exchange_order_id="1", symbol="BTC/USDT",
+        side="buy", price=Decimal(100), amount=Decimal(amount), fee=Decimal("0.01"),
+        fee_currency="USDT",
+    )  # fmt: skip
+
+
+def test_plan_reply_journals_the_terminal_status_only_with_every_executed_fill() -> None:
+    record = OrderRecord(
+        order_req_id="r", client_order_id=client_order_id("r", 0), generation=0,
+        status="unknown", symbol="BTC/USDT", side="buy", type="limit", amount=Decimal("0.02"),
+    )  # fmt: skip
+    closed = _reply("closed", "0.02")
+    short, refused = plan_reply(record, closed, [_fill("1", "0.01")], Decimal("0.02"))
+    assert (short.status, short.exchange_order_id, short.filled) == (
+        "partially_filled",
+        "1",
+        Decimal("0.01"),
+    )
+    assert refused == []
+    done, _ = plan_reply(short, closed, [_fill("1", "0.01"), _fill("2", "0.01")], Decimal("0.02"))
+    assert (done.status, done.filled, sorted(done.fills)) == ("filled", Decimal("0.02"), ["1", "2"])
+    again, _ = plan_reply(done, closed, [_fill("2", "0.01")], Decimal("0.02"))
+    assert again == done  # a replayed reply changes nothing
+
+
+def test_plan_reply_returns_refused_transitions_and_keeps_the_state() -> None:
+    record = OrderRecord(
+        order_req_id="r", client_order_id="c", generation=0, status="partially_filled",
+        symbol="BTC/USDT", side="buy", type="limit", amount=Decimal(1), exchange_order_id="1",
+    )  # fmt: skip
+    planned, refused = plan_reply(record, _reply("open", "0"), [], Decimal(0))
+    assert planned.status == "partially_filled"
+    assert [(e.state, e.event) for e in refused] == [("partially_filled", "venue_open")]

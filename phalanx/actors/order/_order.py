@@ -28,8 +28,9 @@ from typing import Any
 import ccxt
 from pykka import Timeout
 
-from phalanx.actors.order._ids import client_order_id, generation_of, intent_prefix
-from phalanx.actors.order._machine import reply_event, transition
+from phalanx.actors.order._ids import client_order_id, intent_prefix
+from phalanx.actors.order._machine import transition
+from phalanx.actors.order._plan import plan_reply
 from phalanx.errors import InvalidTransition, PhalanxError
 from phalanx.protocols.exchange import (
     CancelOrder,
@@ -50,7 +51,7 @@ from phalanx.protocols.trading import (
     OrderUpdate,
 )
 from phalanx.runtime import Actor, Timer, trace_scope
-from phalanx.storage._orders import OrderRecord, OrderStore
+from phalanx.storage._orders import OrderRecord, OrderStore, add_fills
 from phalanx.supervision import ErrorClass, classify
 
 __all__ = ["CRASH_POINTS", "OrderActor", "OrderServices", "snapshot_of"]
@@ -392,61 +393,62 @@ class OrderActor(Actor):
     # --- the venue told us something ------------------------------------------------
 
     def _apply(self, reply: OrderReply, kind: str) -> None:
-        """Adopt what the venue reports, in three journaled steps, then notify once.
+        """Adopt what the venue reports: I/O first, then ONE journaled write, then notify.
 
-        1. the exchange id (and the live status) is journaled: ``order_ack``;
-        2. the fills are journaled (reply trades, then the account's trades if short);
-        3. a terminal venue status is journaled only once every fill the venue
-           reports executed is journaled, so a terminal snapshot is final.
+        A terminal status is journaled only with every fill the venue reports
+        executed (see :func:`plan_reply`), so a terminal snapshot is final.
         """
         rec = self._rec()
-        filled = reply.filled or ZERO
-        if self._venue_filled is None or filled > self._venue_filled:
-            self._venue_filled = filled
-        event = reply_event(reply)
-        final = event in ("venue_filled", "venue_canceled", "venue_expired")
-        live: Any = ("venue_partial" if filled > 0 else "venue_open") if final else event
-        status = rec.status
-        if not rec.terminal:
-            status = self._advance(live) or rec.status
-        cid, gen = rec.client_order_id, rec.generation
-        if reply.client_order_id and reply.client_order_id != cid:
-            found = generation_of(rec.order_req_id, reply.client_order_id)
-            if found is not None:  # an earlier generation turned up after all
-                cid, gen = reply.client_order_id, found
-        first_ack = rec.exchange_order_id is None
-        changed = False
-        if (status, reply.id, cid) != (rec.status, rec.exchange_order_id, rec.client_order_id):
+        executed = reply.filled or ZERO
+        if self._venue_filled is None or executed > self._venue_filled:
+            self._venue_filled = executed
+        fills = [self._fill_of(t, reply.id) for t in reply.trades if t.order_id in (None, reply.id)]
+        if add_fills(rec, fills).filled < self._venue_filled:
+            fills += self._my_trades(reply.id)
+        planned, refused = plan_reply(rec, reply, fills, self._venue_filled)
+        for exc in refused:
+            self._refused(exc)
+        if planned != rec:
+            new = [f for tid, f in planned.fills.items() if tid not in rec.fills]
+            vf = self._venue_filled
             self.record = self.store.update(
                 rec.order_req_id,
-                lambda r: dataclasses.replace(
-                    r, status=status, exchange_order_id=reply.id, client_order_id=cid,
-                    generation=gen,
-                ),
+                lambda r: plan_reply(r, reply, fills, vf)[0],
                 kind,
                 venue_status=reply.status,
-                venue_filled=str(filled),
-            )  # fmt: skip
-            changed = True
-            if first_ack:
-                with trace_scope(exchange_order_id=reply.id, client_order_id=cid):
-                    self._say(
-                        "info", "order_ack", via=kind, venue_status=reply.status,
-                        filled=str(filled), generation=gen,
-                    )  # fmt: skip
-        changed = self._sync_fills(reply.trades, reply.id) or changed
-        rec = self._rec()
-        if final and not self._fills_short():
-            nxt = self._advance(event)
-            if nxt is not None and nxt != rec.status:
-                self.record = self.store.update(
-                    rec.order_req_id, lambda r: dataclasses.replace(r, status=nxt), kind,
-                    venue_status=reply.status, venue_filled=str(filled),
-                )  # fmt: skip
-                changed = True
-        if changed:
+                venue_filled=str(executed),
+                trade_ids=[f.trade_id for f in new],
+            )
+            self._logged(rec, new)
             self._notify()
+        self._sink_pending()
         self._after_change()
+
+    def _my_trades(self, order_id: str | None) -> list[OrderFill]:
+        """The account's recent trades of ``order_id`` (empty if the fetch fails)."""
+        rec = self._rec()
+        since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
+        try:
+            trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
+        except Exception as exc:  # the terminal status waits for them: retried next tick
+            self._say("warning", "order_trades_failed", error=repr(exc))
+            return []
+        return [self._fill_of(t, order_id) for t in trades if t.order_id == order_id]
+
+    def _logged(self, before: OrderRecord, new: list[OrderFill]) -> None:
+        rec = self._rec()
+        if before.exchange_order_id is None and rec.exchange_order_id is not None:
+            with trace_scope(exchange_order_id=rec.exchange_order_id):
+                self._say(
+                    "info", "order_ack", venue_status=rec.status, generation=rec.generation,
+                    filled=str(self._venue_filled),
+                )  # fmt: skip
+        for fill in new:
+            self._say(
+                "info", "order_fill", trade_id=fill.trade_id, price=str(fill.price),
+                amount=str(fill.amount), fee=str(fill.fee), fee_currency=fill.fee_currency,
+                status=rec.status, filled=str(rec.filled),
+            )  # fmt: skip
 
     def _fills_short(self) -> bool:
         """True while the venue reports more executed than the journaled fills."""
@@ -490,25 +492,18 @@ class OrderActor(Actor):
 
     # --- fills ------------------------------------------------------------------------
 
-    def _sync_fills(self, trades: list[Trade], order_id: str | None) -> bool:
-        """Journal the reply's trades, then the account's if still short; True if any new."""
+    def _late_fills(self) -> bool:
+        """Terminal but short of the venue's executed quantity: fetch and journal the rest."""
         rec = self._rec()
-        order_id = order_id or rec.exchange_order_id
-        fills = [self._fill_of(t, order_id) for t in trades if t.order_id in (None, order_id)]
-        new = self._record(fills)
-        if order_id and self._fills_short():
-            since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
-            try:
-                mine = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
-            except Exception as exc:
-                self._say("warning", "order_trades_failed", error=repr(exc))
-                return new
-            new = (
-                self._record([self._fill_of(t, order_id) for t in mine if t.order_id == order_id])
-                or new
-            )
+        record, new = self.store.record_fills(
+            rec.order_req_id, self._my_trades(rec.exchange_order_id)
+        )
+        self.record = record
+        if new:
+            self._logged(rec, new)  # a fill after the terminal status still counts
+            self._notify()
         self._sink_pending()
-        return new
+        return bool(new)
 
     def _fill_of(self, t: Trade, order_id: str | None) -> OrderFill:
         rec = self._rec()
@@ -518,42 +513,28 @@ class OrderActor(Actor):
             fee=t.fee_cost or ZERO, fee_currency=t.fee_currency, timestamp=t.timestamp,
         )  # fmt: skip
 
-    def _record(self, fills: list[OrderFill]) -> bool:
-        """Journal the fills not seen before; True if there were any."""
-        if not fills:
-            return False
-        record, new = self.store.record_fills(self._rec().order_req_id, fills)
-        self.record = record
-        status = record.status
-        for fill in new:
-            self._say(
-                "info", "order_fill", trade_id=fill.trade_id, price=str(fill.price),
-                amount=str(fill.amount), fee=str(fill.fee), fee_currency=fill.fee_currency,
-                status=status, filled=str(record.filled),
-            )  # fmt: skip
-            status = self._advance("fill", status) or status
-        if status != record.status:
-            self.record = self.store.update(
-                record.order_req_id, lambda r: dataclasses.replace(r, status=status), "fill_status"
-            )
-        return bool(new)
+    def _unsunk(self) -> list[str]:
+        """Journaled trade ids the sink has not taken yet (none without a sink)."""
+        rec = self._rec()
+        if self.services.fill_sink is None:
+            return []
+        return [tid for tid in rec.fills if tid not in rec.sunk]
 
     def _sink_pending(self) -> None:
-        rec = self._rec()
-        sink = self.services.fill_sink
-        pending = [tid for tid in rec.fills if tid not in rec.sunk]
-        if not pending:
+        sink, pending = self.services.fill_sink, self._unsunk()
+        if sink is None or not pending:
             return
+        rec = self._rec()
         taken: list[str] = []
         for tid in pending:
-            if sink is not None:
-                try:
-                    sink(rec.fills[tid])
-                except Exception as exc:  # retried at the next tick: never silently lost
-                    fields = {"trade_id": tid, "error": repr(exc)}
-                    self._say("error", "order_fill_sink_failed", **fields)
+            try:
+                sink(rec.fills[tid])
+            except Exception as exc:  # retried at the next tick: never silently lost
+                fields = {"trade_id": tid, "error": repr(exc)}
+                self._say("error", "order_fill_sink_failed", **fields)
+                with trace_scope(self._trace()):
                     self._audit.error("order_fill_sink_failed", **fields)
-                    break
+                break
             taken.append(tid)
         if taken:
             self.record = self.store.update(
@@ -620,14 +601,13 @@ class OrderActor(Actor):
             self._poll()  # a restart found it terminal: learn the venue's filled first
             return
         if self._fills_short():
-            if self._sync_fills([], rec.exchange_order_id):
-                self._notify()  # a fill after the terminal status: it still counts
+            self._late_fills()
             if self._fills_short():
                 self._schedule(self.services.poll_interval_s)
                 return
         self._sink_pending()
         rec = self._rec()
-        if any(tid not in rec.sunk for tid in rec.fills):
+        if self._unsunk():
             self._schedule(self.services.poll_interval_s)
             return
         if self._done:
@@ -668,11 +648,15 @@ class OrderActor(Actor):
         try:
             return transition(current, event)
         except InvalidTransition as exc:
-            fields = {"state": exc.state, "transition_event": exc.event, "error": str(exc)}
-            self._say("warning", "invalid_transition", **fields)
-            self._audit.warning("invalid_transition", **fields)
-            self.system.events.publish("invalid_transition", self.path, **fields)
+            self._refused(exc)
             return None
+
+    def _refused(self, exc: InvalidTransition) -> None:
+        fields = {"state": exc.state, "transition_event": exc.event, "error": str(exc)}
+        self._say("warning", "invalid_transition", **fields)
+        with trace_scope(self._trace()):
+            self._audit.warning("invalid_transition", **fields)
+        self.system.events.publish("invalid_transition", self.path, **fields)
 
     def _ask(self, message: Any) -> Any:
         return self.system.ask(self.conn, message, timeout=self.services.ask_timeout_s)
