@@ -26,6 +26,12 @@ balance already excludes its open orders, so while a reservation is held for
 a placed order the funds count twice: conservative, until the saga releases.
 Counters roll over at UTC midnight of ``clock()`` (epoch seconds).
 
+The trading state at start is the stricter of the persisted one (a drawdown
+halt survives restarts) and ``initial_state`` (first incarnation only): pass
+``initial_state="halted"`` to keep trading off until reconciliation sends
+``SetTradingState("active")``. Filters or a balance that cannot be read block
+their check (``market`` / ``free_balance``, with ``error``), never pass.
+
 Usage::
 
     start_risk(system, RiskLimits(max_exposure=Decimal(5000)),
@@ -47,6 +53,7 @@ from decimal import Decimal
 from typing import Any
 
 from phalanx.actors._risk_model import (
+    CHECKS,
     MarketFilter,
     RiskLimits,
     RiskUsage,
@@ -83,6 +90,18 @@ MarketsSource = (
 """Market filters per symbol, or a callable returning them (read at each check)."""
 
 
+_STRICTNESS = {"active": 0, "reducing": 1, "halted": 2}
+
+
+def _fail(decision: RiskDecision, name: str, error: str) -> RiskDecision:
+    checks = dict(decision.checks)
+    checks[name] = {**checks[name], "ok": False, "error": error}
+    blocking = next(n for n in CHECKS if not checks[n]["ok"])
+    return RiskDecision(
+        allowed=False, blocking_limit=blocking, checks=checks, trading_state=decision.trading_state
+    )
+
+
 def _utc_day(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).date().isoformat()
 
@@ -117,9 +136,15 @@ class Risk(Actor):
         self.store = RiskStore(self.system.storage)
         self.log = self.system.logs.logger("decision")
         rec = self.store.load()
-        # A persisted state (a halt, an operator's choice) wins over initial_state.
-        self.state: TradingState = rec.state or self._initial_state  # type: ignore[assignment]
-        self.state_reason = rec.state_reason
+        # The stricter of the persisted state (a halt survives restarts) and, for
+        # the first incarnation only, initial_state ("halted" keeps trading off
+        # until reconciliation enables it; a later crash must not undo that).
+        persisted: TradingState = rec.state or "active"  # type: ignore[assignment]
+        initial = self._initial_state if self.incarnation == 1 else "active"
+        if _STRICTNESS[initial] > _STRICTNESS[persisted]:
+            self.state, self.state_reason = self._initial_state, "initial state at start"
+        else:
+            self.state, self.state_reason = persisted, rec.state_reason
         self.day, self.trades, self.counted = rec.day, rec.trades, set(rec.counted)
         self.peak = rec.peak
         self.held = dict(rec.held)
@@ -149,21 +174,24 @@ class Risk(Actor):
 
     def _check(self, check: RiskCheck) -> RiskDecision:
         self._roll_day()
-        free, error = (None, None) if check.is_cancel else self._free()
-        usage = self.usage(free)
-        decision = evaluate(self.limits, usage, check)
-        if error is not None and not check.is_cancel:
-            # An unreadable balance blocks (never passes unchecked).
-            checks = dict(decision.checks)
-            checks["free_balance"] = {**checks["free_balance"], "ok": False, "error": error}
-            blocking = decision.blocking_limit or "free_balance"
-            decision = RiskDecision(
-                allowed=False, blocking_limit=blocking, checks=checks,
-                trading_state=decision.trading_state,
-            )  # fmt: skip
-        if decision.allowed and not check.is_cancel and check.order_req_id not in self.counted:
+        if check.is_cancel:
+            return self._log_decision(check, evaluate(self.limits, self.usage(), check))
+        free, balance_error = self._free()
+        try:
+            markets, markets_error = self.markets(), None
+        except Exception as exc:  # an unreadable filter source blocks, never passes
+            markets, markets_error = {}, f"{type(exc).__name__}: {exc}"
+        decision = evaluate(self.limits, self.usage(free, markets), check)
+        # An input that could not be read blocks its check (never passes unchecked).
+        for name, error in (("market", markets_error), ("free_balance", balance_error)):
+            if error is not None:
+                decision = _fail(decision, name, error)
+        if decision.allowed and check.order_req_id not in self.counted:
             self.trades = self.store.count_trade(self.day, check.order_req_id)
             self.counted.add(check.order_req_id)
+        return self._log_decision(check, decision)
+
+    def _log_decision(self, check: RiskCheck, decision: RiskDecision) -> RiskDecision:
         self.log.info(
             "risk_limits_eval", order_req_id=check.order_req_id, symbol=check.symbol,
             side=check.side, amount=check.amount, price=check.price,
@@ -243,6 +271,7 @@ class Risk(Actor):
             self.day, self.trades, self.counted = today, 0, set()
             self.peak = self._total_pnl()
             self.store.save_day(self.day, self.peak)
+            self.store.purge_trades_before(today)
 
     def _total_pnl(self) -> Decimal:
         return sum((p["realized"] + p["unrealized"] for p in self.pnl.values()), ZERO)
@@ -278,8 +307,12 @@ class Risk(Actor):
         except Exception as exc:  # the decision records it; it never passes unchecked
             return None, f"{type(exc).__name__}: {exc}"
 
-    def usage(self, free: Mapping[str, Decimal] | None = None) -> RiskUsage:
-        """The model's input now (``free`` as given)."""
+    def usage(
+        self,
+        free: Mapping[str, Decimal] | None = None,
+        markets: Mapping[str, MarketFilter] | None = None,
+    ) -> RiskUsage:
+        """The model's input now (``free`` and ``markets`` as given)."""
         reserved: dict[str, dict[str, Decimal]] = {}
         for rid, (asset, amount) in self.held.items():
             reserved.setdefault(asset, {})[rid] = amount
@@ -292,7 +325,7 @@ class Risk(Actor):
             counted=frozenset(self.counted),
             free=free,
             reserved=reserved,
-            markets=self.markets(),
+            markets=markets or {},
         )
 
     def snapshot(self) -> RiskSnapshot:

@@ -236,6 +236,23 @@ class RiskStore:
         """Commit :meth:`count_trade_op` now."""
         return self._storage.write_now(self.count_trade_op(day, order_req_id))
 
+    def purge_trades_before(self, day: str) -> int:
+        """Delete the approved-order markers of days before ``day``; returns how many."""
+        db, keep = self._db, f"trade:{day}:".encode()
+
+        def op(t: Txn) -> int:
+            cursor, n = t.cursor(db=db), 0
+            if not cursor.set_range(b"trade:"):
+                return 0
+            while cursor.key().startswith(b"trade:"):
+                if cursor.key() >= keep:  # ISO days sort by date
+                    break
+                cursor.delete()  # moves to the next record
+                n += 1
+            return n
+
+        return int(self._storage.write_now(op))
+
     def set_state(self, state: str, reason: str, at: float = 0) -> None:
         """Commit :meth:`state_op` now."""
         self._storage.write_now(self.state_op(state, reason, at))

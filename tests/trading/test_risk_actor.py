@@ -26,6 +26,7 @@ from phalanx.protocols.trading import (
     RiskSnapshot,
     SetTradingState,
 )
+from phalanx.storage._risk import RiskStore
 
 D = Decimal
 SYMBOL = "BTC/USDT"
@@ -341,3 +342,41 @@ def test_daily_drawdown_halts_trading_and_fires_an_alert(node: ActorSystem) -> N
     assert _ask(node, _check("dd-1")).blocking_limit == "trading_state"
     assert _ask(node, _check("dd-1", is_cancel=True)).allowed
     sub.close()
+
+
+def test_initial_halted_holds_until_enabled_and_a_crash_does_not_undo_it(
+    var_dir: Path,
+) -> None:
+    with _system(var_dir) as system:
+        start_risk(system, initial_state="halted")
+        assert _ask(system, GetRisk()).trading_state == "halted"
+        _ask(system, SetTradingState(state="active", reason="reconciled"))
+        system.kill("/risk")
+        assert _ask(system, GetRisk()).trading_state == "active"
+        assert system.stats("/risk")["incarnation"] == 2
+    with _system(var_dir) as system:  # a new node boots halted again
+        start_risk(system, initial_state="halted")
+        assert _ask(system, GetRisk()).trading_state == "halted"
+
+
+def test_unreadable_market_filters_block_the_market_check(node: ActorSystem) -> None:
+    def broken() -> dict[str, Any]:
+        raise KeyError("markets not loaded")
+
+    start_risk(node, markets=broken)
+    decision = _ask(node, _check("m-1"))
+    assert decision.blocking_limit == "market"
+    assert "markets not loaded" in decision.checks["market"]["error"]
+    assert _ask(node, _check("m-1", is_cancel=True)).allowed
+
+
+def test_old_days_trade_markers_are_purged_at_rollover(node: ActorSystem) -> None:
+    clock = Clock()
+    start_risk(node, clock=clock)
+    for i in range(3):
+        assert _ask(node, _check(f"p-{i}")).allowed
+    clock.now += DAY
+    assert _ask(node, _check("p-new")).allowed
+    store = RiskStore(node.storage)
+    assert store.load().counted == {"p-new"}
+    assert store.purge_trades_before("2999-01-01") == 1
