@@ -13,6 +13,7 @@ Target (issue 5): >= 20,000 postings/s durable.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import machine
 
-from phalanx.storage import Fill, Ledger, Storage, Txn
+from phalanx.storage import Fill, Ledger, Storage, Txn, plan_fill
 
 T = TypeVar("T")
 
@@ -160,6 +161,65 @@ def submit_rate(tmp: str) -> dict[str, Any]:
     }
 
 
+class _Capture(Storage):
+    """Storage whose ``write_now`` only keeps the op (to time ops apart from commits)."""
+
+    ops: list[Callable[[Txn], Any]]
+
+    def write_now(self, op: Callable[[Txn], T], timeout: float | None = 30.0) -> T:
+        self.ops.append(op)
+        return True  # type: ignore[return-value]
+
+
+def _put_op(db: Any, key: bytes) -> Callable[[Txn], bool]:
+    return lambda t: t.put(key, b"", db=db)
+
+
+def cost_breakdown(tmp: str, n: int = 10_000) -> dict[str, float]:
+    """CPU microseconds per posting, by part (thread CPU time: robust to a busy machine).
+
+    Single thread, no fsync. Their sum bounds what one Python process can
+    post per second whatever the batching (the GIL serialises the work).
+    """
+    fills = [_fill(9, i) for i in range(n)]
+    start = time.thread_time()
+    txns = [plan_fill(f) for f in fills]
+    plan_us = (time.thread_time() - start) / n * 1e6
+    st = _Capture(Path(tmp) / "capture", map_size=MAP_SIZE, sync=False)
+    try:
+        st.ops = []
+        ledger = Ledger(st)
+        start = time.thread_time()
+        for txn in txns:
+            ledger.post(txn)
+        build_us = (time.thread_time() - start) / n * 1e6
+        ops = st.ops
+
+        def run_all(t: Txn) -> None:
+            for op in ops:
+                op(t)
+
+        start = time.thread_time()
+        Storage.write_now(st, run_all, 120)
+        op_us = (time.thread_time() - start) / n * 1e6
+        db = st.db("noop")
+        start = time.thread_time()
+        for i in range(n):
+            Storage.write_now(st, _put_op(db, i.to_bytes(8, "big")))
+        commit_us = (time.thread_time() - start) / n * 1e6
+    finally:
+        st.close()
+    total = plan_us + build_us + op_us + commit_us
+    return {
+        "plan_fill_us": round(plan_us, 1),
+        "post_prepare_us": round(build_us, 1),  # balanced() check, msgpack of the record
+        "op_in_txn_us": round(op_us, 1),  # marker, record, 3 balance read-modify-writes
+        "write_now_unsynced_commit_us": round(commit_us, 1),  # future, locks, txn, commit
+        "total_cpu_us": round(total, 1),
+        "cpu_ceiling_postings_per_s": round(1e6 / total),
+    }
+
+
 def baseline_one_txn_per_posting(tmp: str) -> float:
     """Same records, one write transaction (one fsync) per posting, no writer thread."""
     env = lmdb.open(str(Path(tmp) / "baseline"), map_size=MAP_SIZE, sync=True, max_dbs=4)
@@ -184,6 +244,7 @@ def baseline_one_txn_per_posting(tmp: str) -> float:
 
 def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
+        costs = cost_breakdown(tmp)
         baseline = baseline_one_txn_per_posting(tmp)
         durable = {f"{n}_threads": concurrent_rate(tmp, n) for n in THREADS}
         proposal = {
@@ -200,6 +261,8 @@ def main() -> dict[str, Any]:
         "durable_submit_pipelined": pipelined,
         "proposal_leader_follower_write_now": proposal,
         "sync_off_16_threads": no_sync,
+        "cpu_cost_per_posting": costs,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "baseline_one_txn_per_posting_per_s": round(baseline),
         "best_durable_postings_per_s": best,
         "ratio_vs_baseline": round(best / baseline, 1),
