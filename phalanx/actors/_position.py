@@ -122,6 +122,9 @@ class Position(Actor):
         self.store = PositionStore(self.system.storage)
         self.state: PositionState = self.store.load(self.symbol)
         self.log = self.system.logs.logger("decision")
+        if self.state.fills:
+            # A crash between the commit and the tell must not leave Risk stale.
+            self._tell_risk()
         if self.exchange is not None:
             self.system.tell(
                 f"/exchanges/{self.exchange}",

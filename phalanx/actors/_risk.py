@@ -122,7 +122,12 @@ class Risk(Actor):
     ) -> None:
         super().__init__()
         self.limits = limits or RiskLimits()
-        self._markets_source = markets
+        # A mapping is converted once (a venue lists thousands of symbols); a
+        # callable is read at each check.
+        self._markets_source: MarketsSource | None = markets
+        self._markets: dict[str, MarketFilter] | None = None
+        if markets is not None and not callable(markets):
+            self._markets = {sym: MarketFilter.of(f) for sym, f in markets.items()}
         self._balance = balance
         self._exchange = exchange
         self._balance_ttl_s = balance_ttl_s
@@ -284,6 +289,8 @@ class Risk(Actor):
 
     def markets(self) -> dict[str, MarketFilter]:
         """The market filters now (from the constructor's mapping or callable)."""
+        if self._markets is not None:
+            return self._markets
         src = self._markets_source
         raw = src() if callable(src) else src
         return {s: MarketFilter.of(f) for s, f in (raw or {}).items()}

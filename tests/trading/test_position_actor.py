@@ -245,3 +245,13 @@ def test_positions_are_added_at_runtime_with_the_tree_defaults(node: ActorSystem
         (SYMBOL, PATH),
         ("ETH/USDT", "/positions/ETH-USDT"),
     }
+
+
+def test_a_restarted_position_tells_risk_its_state_again(node: ActorSystem) -> None:
+    node.spawn(Inbox, "/risk")
+    start_positions(node, [SYMBOL])
+    _ask(node, ApplyFill(fill=_fill("t1", "buy", "2", "100", "0.2")))
+    node.kill(PATH)
+    assert _ask(node, GetPosition()).quantity == D(2)
+    got = node.ask("/risk", "all")
+    assert [(m.quantity, m.realized_pnl) for m in got] == [(D(2), D("-0.2"))] * 2
