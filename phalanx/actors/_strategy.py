@@ -146,8 +146,8 @@ class Strategy(Actor):
 
     @property
     def exhausted(self) -> bool:
-        """True once ``max_sagas`` sagas were launched (0 means unbounded)."""
-        return 0 < self.config.max_sagas <= self.state.launched
+        """True once ``max_sagas`` ids were used, this boot and earlier ones (0: unbounded)."""
+        return 0 < self.config.max_sagas <= self.state.seq
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, StrategyTick):

@@ -136,7 +136,7 @@ class StrategyConfig(BaseModel):
     threshold_bps: Decimal = Field(Decimal("2"), ge=0)  # distance from the mean that trades
     offset_bps: Decimal = Field(Decimal("6"), ge=0)  # limit price 0, 1 or 2 offsets past the touch
     notional: Decimal = Field(Decimal("200"), gt=0)  # quote per order
-    max_sagas: int = Field(200, ge=0)  # 0: unbounded
+    max_sagas: int = Field(200, ge=0)  # sagas over all boots of this var dir; 0: unbounded
     max_in_flight: int = Field(6, ge=1)
     fill_timeout_s: float = Field(1.5, gt=0)  # await_fill gives up and cancels after this
 
