@@ -27,7 +27,14 @@ from phalanx.protocols.exchange import FetchTicker, Ticker
 from phalanx.runtime import Actor, Timer
 from phalanx.runtime._config import StrategyConfig
 
-__all__ = ["MeanReversion", "Strategy", "StrategyState", "StrategyTick", "TradeIdea"]
+__all__ = [
+    "MeanReversion",
+    "Strategy",
+    "StrategyPause",
+    "StrategyState",
+    "StrategyTick",
+    "TradeIdea",
+]
 
 BPS = Decimal("0.0001")
 
@@ -96,12 +103,19 @@ class StrategyState:
     skipped_busy: int = 0
     ticker_errors: int = 0
     last_error: str | None = None
+    paused: bool = False
 
 
 class StrategyTick(Message):
     """Timer tick: poll every symbol once."""
 
     type_name = "strategy.tick"
+
+
+class StrategyPause(Message):
+    """Stop launching: cancel the timer (ask it before stopping the actor, so no tick is left)."""
+
+    type_name = "strategy.pause"
 
 
 Launch = Callable[[str, TradeIdea], None]
@@ -135,7 +149,8 @@ class Strategy(Actor):
         self.timer: Timer | None = None
 
     def on_start(self) -> None:
-        self.timer = self.send_every(self.config.interval_s, StrategyTick())
+        if not self.state.paused:
+            self.timer = self.send_every(self.config.interval_s, StrategyTick())
 
     def on_stop(self) -> None:
         if self.timer is not None:
@@ -151,7 +166,12 @@ class Strategy(Actor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, StrategyTick):
-            self._tick()
+            if not self.state.paused:
+                self._tick()
+            return None
+        if isinstance(message, StrategyPause):
+            self.state.paused = True
+            self.on_stop()
             return None
         return super().on_receive(message)
 

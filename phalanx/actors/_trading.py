@@ -23,7 +23,13 @@ from phalanx.actors._position import ensure_position, start_positions
 from phalanx.actors._reconcile import ReconciliationResult, reconcile
 from phalanx.actors._risk import start_risk
 from phalanx.actors._risk_model import RiskLimits, market_filters_from_ccxt
-from phalanx.actors._strategy import MeanReversion, Strategy, StrategyState, TradeIdea
+from phalanx.actors._strategy import (
+    MeanReversion,
+    Strategy,
+    StrategyPause,
+    StrategyState,
+    TradeIdea,
+)
 from phalanx.actors._trade_sagas import BUY, SELL, buy_input, register_trade_sagas, sell_input
 from phalanx.actors.exchange import ConnectionState, connection_spec
 from phalanx.actors.order import (
@@ -202,6 +208,7 @@ class TradingNode:
     def stop_strategy(self) -> None:
         """Stop launching sagas (the running ones finish)."""
         if self.system.is_alive(STRATEGY):
+            self.system.ask(STRATEGY, StrategyPause(), timeout=10.0)  # no tick left behind
             self.system.stop(STRATEGY)
 
 
