@@ -8,7 +8,11 @@ replayed fill, a kill or a node restart never counts a fill twice.
 ``Ticker`` messages move the mark: unrealized PnL, then the take-profit /
 stop-loss evaluation (``sell_trigger_eval``), which tells :class:`SellTrigger`
 to ``notify`` once per crossing (re-armed by the next fill or when the mark
-comes back inside both levels). Every change tells :class:`PnlUpdate` to Risk.
+comes back inside both levels; the latch is in memory, so after a restart a
+level still crossed is told again: the receiver must treat SellTrigger as
+at-least-once). Every change tells :class:`PnlUpdate` to Risk, and a
+restarted Position tells its state again (a crash between commit and tell
+must not leave Risk stale).
 
 Messages: ``ApplyFill`` -> :class:`PositionSnapshot` (also for a replay),
 ``Ticker`` -> None, ``GetPosition`` -> :class:`PositionSnapshot`.

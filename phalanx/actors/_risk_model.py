@@ -19,7 +19,8 @@ position by at most its size; only such orders pass in ``reducing``):
   ``halted`` none.
 - ``reduce_only``: a ``reduce_only`` order must shrink the position.
 - ``market``: the symbol has filters (skipped when no markets are known).
-- ``amount_precision`` / ``price_precision``: a multiple of the market's step.
+- ``amount_precision`` / ``price_precision``: a multiple of the market's step
+  (for a market order, pass a price estimate rounded to the tick).
 - ``min_notional``: ``amount * price >= min_notional``.
 - ``max_exposure``: notional of all positions + pending (held quote
   reservations of other orders) + this order's notional; shrinking orders pass.
