@@ -182,7 +182,10 @@ class OrderActor(Actor):
             "client_order_id": rec.client_order_id if rec else None,
             "exchange_order_id": rec.exchange_order_id if rec else None,
             "filled": str(rec.filled) if rec else "0",
+            "generation": rec.generation if rec else 0,
+            "cancel_requested": rec.cancel_requested if rec else False,
             "misses": self._misses,
+            "venue_filled": None if self._venue_filled is None else str(self._venue_filled),
         }
 
     def on_receive(self, message: Any) -> Any:

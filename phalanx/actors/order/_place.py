@@ -42,7 +42,9 @@ def _template(services: OrderServices, retry: Retry | None) -> ChildSpec:
         kwargs={"services": services},
         restart="transient",  # stops normally once terminal; restarted after a crash
         shutdown=5.0,
-        retry=retry or Retry(max_attempts=5, backoff="fixed", base=0.01, jitter=0.0),
+        # Exponential: a deterministic crash (a bug) re-runs the same drive on every
+        # restart; backing off to 2 s keeps it from spinning hot.
+        retry=retry or Retry(max_attempts=5, backoff="exponential", base=0.01, max=2.0),
     )
 
 
