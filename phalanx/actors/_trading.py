@@ -254,9 +254,8 @@ def start_trading(
         **dict(risk_options or {}),
     )  # fmt: skip
     start_positions(system, symbols, exchange=exchange)
-    services = OrderServices(
-        store=node.orders, fill_sink=node.apply_fill, **dict(order_options or {})
-    )
+    options = {"poll_interval_s": trading.order_poll_s, **dict(order_options or {})}
+    services = OrderServices(store=node.orders, fill_sink=node.apply_fill, **options)
     start_order_supervisor(system, services)
     system.ask("/risk", SetTradingState(state="halted", reason="reconciling"), timeout=5.0)
     node.reconciliation = reconcile(

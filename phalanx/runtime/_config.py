@@ -160,8 +160,7 @@ class TradingConfig(BaseModel):
     exchange: str = "paper"  # the connection at /exchanges/<exchange>
     risk: RiskLimitsConfig = Field(default_factory=RiskLimitsConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
-    reconcile_trades_limit: int = Field(500, ge=1)  # recent trades fetched per symbol
-    order_poll_s: float = Field(0.1, gt=0)  # the Order actor's lookup/fill poll interval
+    order_poll_s: float = Field(0.25, gt=0)  # an open order's status poll interval
 
     @field_validator("exchange")
     @classmethod

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
+
+import pytest
+
+from phalanx.actors import MeanReversion, TradeIdea
+from phalanx.errors import ConfigError
+from phalanx.runtime._config import StrategyConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,3 +60,51 @@ def test_a_second_demo_run_on_the_same_var_dir_starts_a_fresh_account(tmp_path: 
     data = json.loads(second.read_text())
     assert data["reconciliation_ok"] is True
     assert data["ledger_balanced"] is True
+
+
+def test_the_strategy_is_deterministic_for_a_seed_and_quantizes_to_the_filters() -> None:
+    config = StrategyConfig(seed=9, symbols=["BTC/USDT"], window=3, threshold_bps=Decimal(1))
+    tick, step = {"BTC/USDT": Decimal("0.01")}, {"BTC/USDT": Decimal("0.00001")}
+    walk = random.Random(1)
+    prices = [Decimal(43000) + Decimal(walk.randint(-200, 200)) for _ in range(300)]
+
+    def ideas() -> list[TradeIdea]:
+        model = MeanReversion(config, tick, step)
+        out = []
+        for p in prices:
+            idea = model.observe("BTC/USDT", p - Decimal("4.3"), p + Decimal("4.3"))
+            if idea is not None:
+                out.append(idea)
+        return out
+
+    first = ideas()
+    assert first == ideas()
+    assert {i.side for i in first} == {"buy", "sell"}
+    for idea in first:
+        assert idea.price % Decimal("0.01") == 0
+        assert idea.amount % Decimal("0.00001") == 0
+        assert idea.amount * idea.price <= config.notional * Decimal("1.5")
+
+
+def test_trading_config_rejects_unknown_keys_and_bad_values_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    cases = {
+        "[trading]\nbogus = 1\n": "trading.bogus",
+        "[trading.strategy]\nsymbols = ['BTCUSDT']\n": "trading.strategy.symbols",
+        "[trading.risk]\nmax_exposure = -1\n": "trading.risk.max_exposure",
+        "[trading.strategy]\ninterval_s = 0\n": "trading.strategy.interval_s",
+    }
+    for text, field in cases.items():
+        path = tmp_path / "node.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            load_config(path)
+    path.write_text("[trading]\nexchange = 'nope'\n[[exchanges]]\nname = 'paper'\n")
+    with pytest.raises(ConfigError, match=r"trading\.exchange 'nope'"):
+        load_config(path)
+    path.write_text("[trading.strategy]\nseed = 3\nmax_sagas = 5\n")
+    loaded = load_config(path)
+    assert loaded.trading is not None
+    assert loaded.trading.strategy.max_sagas == 5
+    assert loaded.trading.risk.max_open_positions == 10
