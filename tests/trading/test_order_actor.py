@@ -20,6 +20,7 @@ from phalanx.actors.order import (
     cancel_order,
     client_order_id,
     find_owner,
+    intent_of,
     intent_prefix,
     order_path,
     order_snapshot,
@@ -193,6 +194,13 @@ def test_market_buy_fills_with_fee_is_journaled_sunk_notified_and_logged(
     assert ack["exchange_order_id"] == record.exchange_order_id
     assert ack["saga_id"] == "saga-m1"
     assert events["order_done"]["exchange_order_id"] == record.exchange_order_id
+    tracer = (system.var_dir / "logs" / "tracer.jsonl").read_text(encoding="utf-8").splitlines()
+    creates = [
+        line for line in map(json.loads, tracer) if line.get("endpoint") == "create_order"
+    ]  # the connection's own line carries the order's trace ids from the envelope
+    assert [(c["order_req_id"], c["client_order_id"], c["saga_id"]) for c in creates] == [
+        ("m1", client_order_id("m1", 0), "saga-m1")
+    ]
 
 
 def test_resting_limit_order_is_polled_until_the_market_fills_it_as_maker(
@@ -612,3 +620,28 @@ def test_the_orders_supervisor_spec_nests_under_another_supervisor(
     wait_until(lambda: (r := rig.store.get("n1")) is not None and r.terminal, what="n1 filled")
     wait_until(lambda: not system.is_alive(ref.path), what="n1 stopped")
     assert len(rig.venue_orders("n1")) == 1
+
+
+def test_a_fill_found_after_the_record_says_canceled_still_counts_and_stays_canceled(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue)
+    ask = Decimal(venue.engine.ticker("BTCUSDT")["askPrice"])
+    cid = client_order_id("lc1", 0)
+    placed = venue.engine.place(  # 0.05 fills at once (book depth), the rest rests
+        ACCOUNT, {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.08",
+                  "price": str(ask), "newClientOrderId": cid},
+    )  # fmt: skip
+    venue.engine.cancel(ACCOUNT, "BTCUSDT", str(placed["orderId"]), None)
+    record = OrderRecord(  # a node that journaled the cancel but never saw the fill
+        order_req_id="lc1", client_order_id=cid, generation=0, status="canceled",
+        symbol=BTC, side="buy", type="limit", amount=Decimal("0.08"), price=ask,
+        exchange_order_id=str(placed["orderId"]), created_at=time.time(),
+    )  # fmt: skip
+    rig.store.register(record)
+    SupervisorRef(system, "/orders").start_child(
+        child_id=order_child_id("lc1"), intent=intent_of(record)
+    )
+    done = rig.wait_done("lc1")
+    assert (done.status, done.filled, len(done.fills)) == ("canceled", Decimal("0.05"), 1)
+    assert [f.amount for f in rig.sink.fills] == [Decimal("0.05")]
