@@ -645,3 +645,15 @@ def test_a_fill_found_after_the_record_says_canceled_still_counts_and_stays_canc
     done = rig.wait_done("lc1")
     assert (done.status, done.filled, len(done.fills)) == ("canceled", Decimal("0.05"), 1)
     assert [f.amount for f in rig.sink.fills] == [Decimal("0.05")]
+
+
+def test_a_market_order_larger_than_the_book_ends_expired_with_every_partial_fill(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue)
+    record = rig.run(rig.intent("e1", amount="1.5"))  # the book holds 20 x 0.05
+    assert record.status == "expired"
+    assert record.filled == Decimal("1.0")
+    assert len(record.fills) == 20
+    assert len(rig.sink.fills) == 20
+    assert rig.updates.wait(lambda s: s.terminal).filled == Decimal("1.0")
