@@ -657,3 +657,18 @@ def test_a_market_order_larger_than_the_book_ends_expired_with_every_partial_fil
     assert len(record.fills) == 20
     assert len(rig.sink.fills) == 20
     assert rig.updates.wait(lambda s: s.terminal).filled == Decimal("1.0")
+
+
+def test_a_market_sell_fills_and_its_fill_carries_the_sell_side(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue)
+    record = rig.run(rig.intent("sell1", side="sell"))
+    assert (record.status, record.side, record.filled) == ("filled", "sell", Decimal("0.01"))
+    [fill] = rig.sink.fills
+    assert (fill.side, fill.order_req_id, fill.exchange_order_id) == (
+        "sell",
+        "sell1",
+        record.exchange_order_id,
+    )
+    assert venue.engine.balances(ACCOUNT)["BTC"]["free"] == "0.99"
