@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from phalanx.actors._ledger_actor import ledger_fill_from
+from phalanx.actors._reconcile import ledger_marker
 from phalanx.actors.saga._model import Pending, SagaDefinition, Step, StepContext, register_saga
 from phalanx.errors import PhalanxError
 from phalanx.protocols.trading import (
@@ -43,6 +44,7 @@ from phalanx.protocols.trading import (
 )
 from phalanx.storage import Ledger
 from phalanx.storage._orders import OrderStore
+from phalanx.storage._positions import PositionStore
 from phalanx.supervision import Retry
 
 __all__ = [
@@ -328,18 +330,23 @@ def _fills(ctx: StepContext) -> list[OrderFill]:
 def _update_position(ctx: StepContext) -> dict[str, Any]:
     from phalanx.actors._position import ensure_position  # noqa: PLC0415
 
-    fills = _fills(ctx)
-    if fills:
-        ref = ensure_position(ctx.system, str(ctx.input["symbol"]))
-        for fill in fills:
+    symbol = str(ctx.input["symbol"])
+    store = PositionStore(ctx.system.storage)
+    # The fill sink applied them already (a read, not a write, to find out).
+    missing = [f for f in _fills(ctx) if not store.applied(symbol, f.trade_id)]
+    if missing:
+        ref = ensure_position(ctx.system, symbol)
+        for fill in missing:
             ref.ask(ApplyFill(fill=fill), timeout=5.0)
-    return {"applied": len(fills), "path": f"/positions/{symbol_segment(ctx.input['symbol'])}"}
+    return {"applied": len(missing), "path": f"/positions/{symbol_segment(symbol)}"}
 
 
 def _post_ledger(ctx: StepContext) -> dict[str, Any]:
     ledger = Ledger(ctx.system.storage)
-    posted = sum(ledger.post_fill(ledger_fill_from(f)) for f in _fills(ctx))
-    return {"posted": posted, "fills": len(ctx.results["await_fill"]["fills"])}
+    posted_before = ledger_marker(ctx.system)
+    fills = [ledger_fill_from(f) for f in _fills(ctx)]
+    posted = sum(ledger.post_fill(f) for f in fills if not posted_before(f))
+    return {"posted": posted, "fills": len(fills)}
 
 
 def _finalize(ctx: StepContext) -> dict[str, Any]:
