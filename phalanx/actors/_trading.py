@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import ccxt
+
 from phalanx.actors._ledger_actor import ledger_fill_from, start_ledger
 from phalanx.actors._position import ensure_position, start_positions
 from phalanx.actors._reconcile import ReconciliationResult, reconcile
@@ -40,7 +42,8 @@ from phalanx.actors.order import (
 )
 from phalanx.actors.saga import resume_sagas, start_saga, start_saga_supervisor
 from phalanx.actors.venue import PaperVenue
-from phalanx.errors import ConfigError
+from phalanx.errors import ConfigError, PhalanxError
+from phalanx.protocols.exchange import Balance, FetchBalance
 from phalanx.protocols.trading import ApplyFill, OrderFill, SetTradingState
 from phalanx.runtime import ActorSystem
 from phalanx.runtime._config import NodeConfig, TradingConfig
@@ -147,30 +150,45 @@ class TradingNode:
     # --- summary ------------------------------------------------------------------------
 
     def venue_totals(self) -> dict[str, Decimal] | None:
-        """The embedded venue's balances (free + locked), or None without one."""
-        if self.venue is None:
+        """The venue's balances (free + locked): from the embedded engine, else asked of the
+        connection; None if the venue cannot be reached."""
+        if self.venue is not None:
+            return {
+                asset: Decimal(v["free"]) + Decimal(v["locked"])
+                for asset, v in self.venue.engine.balances(
+                    self.venue.ccxt_config()["apiKey"]
+                ).items()
+            }
+        try:
+            balance: Balance = self.system.ask(
+                f"/exchanges/{self.exchange}", FetchBalance(), timeout=10.0
+            )
+        except (PhalanxError, ccxt.BaseError):
             return None
-        return {
-            asset: Decimal(v["free"]) + Decimal(v["locked"])
-            for asset, v in self.venue.engine.balances(self.venue.ccxt_config()["apiKey"]).items()
-        }
+        return dict(balance.total)
 
     def duplicates(self) -> int:
-        """Venue-accepted orders beyond the first per intent (client id without generation)."""
+        """Venue-accepted orders beyond the first per intent (embedded venue only).
+
+        An intent is a client id without its generation (``px-<hash>-``); ids
+        that phalanx did not mint are not intents and are not counted.
+        """
         if self.venue is None:
             return 0
         seen: dict[str, int] = {}
         for accepted in list(self.venue.engine.accepted):
-            intent = str(accepted["clientOrderId"]).rsplit("-", 1)[0]
-            seen[intent] = seen.get(intent, 0) + 1
+            cid = str(accepted["clientOrderId"])
+            if cid.startswith("px-"):
+                intent = cid.rsplit("-", 1)[0]
+                seen[intent] = seen.get(intent, 0) + 1
         return sum(n - 1 for n in seen.values())
 
     def ledger_balanced(self) -> bool:
-        """Trial balance zero and (with an embedded venue) holdings equal to the venue's."""
+        """Trial balance zero AND holdings equal to the venue's (False if it cannot be asked)."""
         if self.ledger.trial_balance()["difference"] != 0:
             return False
         totals = self.venue_totals()
-        return totals is None or not self.ledger.verify(totals)
+        return totals is not None and not self.ledger.verify(totals)
 
     def counts(self) -> dict[str, int]:
         """Order and saga counters from the idempotency store and the journal."""

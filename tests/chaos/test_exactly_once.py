@@ -254,6 +254,7 @@ def test_three_sigkills_of_the_whole_node_never_double_place_or_lose_a_saga(
         assert "reconciliation: ok=True" in out, out
         data = json.loads(summary.read_text())
         assert data["sagas_running"] == 0, out
+        assert data["ledger_balanced"] is True, out  # checked against FetchBalance
         saga_ids = [f"s{seed}-{i:06d}" for i in range(sagas)]
         result = _offline_verdict(var, venue, saga_ids)
     assert result["duplicates"] == {}, result
