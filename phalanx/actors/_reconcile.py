@@ -163,7 +163,13 @@ def plan_reconciliation(
 
 
 class ReconciliationResult(dict[str, Any]):
-    """The ``reconciliation_result`` fields: counts, ``drift`` per asset, ``ok``, ``error``."""
+    """The ``reconciliation_result`` fields: counts, ``drift`` per asset, ``ok``, ``error``.
+
+    ``adopted``: venue orders adopted now; ``external``: external orders known
+    after it (earlier adoptions included); ``resolved``: in-flight records
+    looked up by client id (``resolved_found`` of them exist at the venue);
+    ``fills_applied``: venue trades the ledger lacked, applied now.
+    """
 
     @property
     def ok(self) -> bool:
@@ -284,7 +290,7 @@ def reconcile(
     """
     started = time.monotonic()
     result = ReconciliationResult(
-        exchange=exchange, adopted=0, resolved=0, fills_applied=0, external=0,
+        exchange=exchange, adopted=0, resolved=0, resolved_found=0, fills_applied=0, external=0,
         unmatched_trades=0, opened=False, drift={}, ok=False, error=None,
     )  # fmt: skip
     try:
@@ -303,8 +309,9 @@ def reconcile(
         drift = ledger.verify(venue.totals)
         result.update(
             adopted=len(plan.external),
-            external=len(plan.external),
+            external=len(plan.external) + sum(1 for r in loaded if r.get("external")),
             resolved=len(plan.resolved),
+            resolved_found=sum(1 for found in plan.resolved.values() if found is not None),
             fills_applied=len(plan.fills),
             unmatched_trades=len(plan.unmatched_trades),
             drift={a: str(d) for a, d in drift.items()},
