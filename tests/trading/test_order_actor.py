@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -672,3 +673,28 @@ def test_a_market_sell_fills_and_its_fill_carries_the_sell_side(
         record.exchange_order_id,
     )
     assert venue.engine.balances(ACCOUNT)["BTC"]["free"] == "0.99"
+
+
+class _Refused(Exception):
+    phalanx_error_class = "permanent"
+
+
+def test_a_fill_the_sink_refuses_permanently_is_dead_lettered_and_the_order_still_ends(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue)
+
+    def refuse(fill: OrderFill) -> None:
+        raise _Refused(f"fee in BNB for {fill.trade_id}")
+
+    rig.services = dataclasses.replace(rig.services, fill_sink=refuse)
+    start_order_supervisor(system, rig.services, path="/orders2")
+    record_ref = place_order(system, rig.intent("dl1"), supervisor="/orders2")
+    wait_until(lambda: not system.is_alive(record_ref.path) and bool(rig.store.get("dl1")))
+    record = rig.store.get("dl1")
+    assert record is not None
+    assert record.status == "filled"
+    [dead] = system.dead_letters.list(reason="permanent_error", target=record_ref.path)
+    assert dead.message.trade_id in record.fills
+    assert "fee in BNB" in (dead.error_message or "")
+    assert record.sunk == tuple(record.fills)  # handled: dead-lettered, not retried forever

@@ -192,6 +192,10 @@ class OrderActor(Actor):
         with trace_scope(self._trace()):
             if isinstance(message, GetOrder):
                 return self.snapshot()
+            if isinstance(message, OrderFill):  # a dead-lettered fill, redriven
+                if self.services.fill_sink is not None:
+                    self.services.fill_sink(message)
+                return None
             if isinstance(message, CancelIntent):
                 return self._cancel(message.reason)
             if isinstance(message, _Drive):
@@ -524,20 +528,36 @@ class OrderActor(Actor):
         return [tid for tid in rec.fills if tid not in rec.sunk]
 
     def _sink_pending(self) -> None:
+        """Hand the journaled fills the sink has not taken yet to it, in order.
+
+        A transient or unknown failure stops the round (retried at the next
+        tick). A permanent one (the sink refuses that fill as such) dead-letters
+        the fill, reason ``permanent_error``, so it is neither retried forever
+        nor lost; redriving it to this actor hands it to the sink again.
+        """
         sink, pending = self.services.fill_sink, self._unsunk()
         if sink is None or not pending:
             return
         rec = self._rec()
         taken: list[str] = []
+        dead: list[str] = []
         for tid in pending:
             try:
                 sink(rec.fills[tid])
-            except Exception as exc:  # retried at the next tick: never silently lost
+            except Exception as exc:
                 fields = {"trade_id": tid, "error": repr(exc)}
-                self._say("error", "order_fill_sink_failed", **fields)
-                with trace_scope(self._trace()):
-                    self._audit.error("order_fill_sink_failed", **fields)
-                break
+                permanent = classify(exc) is ErrorClass.PERMANENT
+                event = "order_fill_dead_lettered" if permanent else "order_fill_sink_failed"
+                self._say("error", event, **fields)
+                with trace_scope(self._trace()) as trace:
+                    self._audit.error(event, **fields)
+                    if not permanent:
+                        break
+                    self.system.dead_letters.put(
+                        reason="permanent_error", message=rec.fills[tid], target=self.path,
+                        sender=self.path, error=exc, trace=trace, wait=True,
+                    )  # fmt: skip
+                dead.append(tid)
             taken.append(tid)
         if taken:
             self.record = self.store.update(
@@ -545,6 +565,7 @@ class OrderActor(Actor):
                 lambda r: dataclasses.replace(r, sunk=(*r.sunk, *taken)),
                 "fills_sunk",
                 trade_ids=taken,
+                dead_lettered=dead,
             )
 
     # --- cancel ------------------------------------------------------------------------
