@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -447,3 +448,59 @@ def test_compensation_pending_past_its_timeout_ends_compensation_failed(
     assert snap.steps["s1"] == "compensated"
     (letter,) = sagas.dead_letters.list(reason="compensation_failed")
     assert "StepTimeout" in letter.message["error"]
+
+
+def test_random_kills_never_lose_or_repeat_an_effect(sagas: ActorSystem) -> None:
+    probe = Probe()
+    polls: Counter[str] = Counter()
+    lock = threading.Lock()
+    go = threading.Event()  # the slow step waits until every saga was killed once
+
+    def slow(ctx: StepContext) -> Any:
+        with lock:
+            polls[ctx.saga_id] += 1
+            ready = polls[ctx.saga_id] > 3 and go.is_set()
+        if not ready:
+            ctx.system.events.publish("test_poll", ctx.path, saga_id=ctx.saga_id)
+            return Pending(0.05)  # long enough for the test to kill it while it waits
+        probe.effect(ctx, "do")
+        return {"ok": True}
+
+    def undo_free(ctx: StepContext) -> None:
+        probe.effect(ctx, "undo")
+
+    steps = [Step(f"s{i}", probe.action(), compensation=undo_free, retry=NO_WAIT) for i in (1, 2)]
+    steps.insert(1, Step("slow", slow, retry=NO_WAIT))
+    register_saga(SagaDefinition("chaos", steps))
+    rng = random.Random(5)
+    ids = [f"ch-{n}" for n in range(20)]
+    events = sagas.events.subscribe(["saga_step", "test_poll", *END])
+    for saga_id in ids:
+        start_saga(sagas, "chaos", saga_id, {})
+    ended: set[str] = set()
+    first_poll_killed: set[str] = set()
+    kills = 0
+    while len(ended) < len(ids):
+        event = events.get(timeout=20)
+        assert event is not None, f"stalled; ended {sorted(ended)}"
+        saga_id, path = event.fields["saga_id"], event.path or ""
+        if event.kind in END:
+            ended.add(saga_id)
+            continue
+        # Every saga is killed at its first poll (it is alive: it just published
+        # from its handler), and at random at later steps and polls.
+        first = event.kind == "test_poll" and saga_id not in first_poll_killed
+        if (first or rng.random() < 0.3) and sagas.is_alive(path) and sagas.kill(path):
+            kills += 1
+            if first:
+                first_poll_killed.add(saga_id)
+                if first_poll_killed == set(ids):
+                    go.set()
+    assert first_poll_killed == set(ids)
+    assert kills >= len(ids)
+    for saga_id in ids:
+        assert saga_snapshot(sagas.storage, saga_id).status == "completed"  # type: ignore[union-attr]
+        for step in ("s1", "slow", "s2"):
+            assert probe.effects[(saga_id, f"do:{step}")] == 1
+    assert saga_outcomes(sagas.storage)["completed"] == len(ids)
+    assert sagas.dead_letters.list() == []

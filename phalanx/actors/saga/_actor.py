@@ -121,13 +121,24 @@ class SagaActor(Actor):
         self._n = 0
         self._timer: Timer | None = None
         self._effects_due = True  # a previous incarnation may have died before them
+        if not self.state.active:
+            # Finalized. A later incarnation exists only because a kill landed
+            # after the last handler, whose stop request is still queued: it ends
+            # this incarnation, and a second stop would be dead-lettered behind it.
+            if self.incarnation == 1:
+                self.stop()
+            return
         if self.incarnation > 1 or self.state.seq > 1:
             self._note("saga_resumed", status=self.state.status, seq=self.state.seq)
         self._wake(0.0)
 
-    def on_stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    def _after_incarnation(self, reason: str) -> None:
+        # Every end, kills included (on_stop is skipped then): a poll timer of
+        # this incarnation must not fire at a saga that has finished and gone
+        # (that wake would be dead-lettered as dead_target).
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SagaWake):
