@@ -16,6 +16,7 @@ import pytest
 from phalanx import ActorSystem, Retry
 from phalanx._ids import new_id
 from phalanx.actors.saga import (
+    SAGAS,
     Alert,
     DeadLetter,
     Finished,
@@ -37,6 +38,7 @@ from phalanx.actors.saga import (
 )
 from phalanx.protocols.trading import GetSaga, OrderSnapshot, OrderUpdate
 from phalanx.storage._journal import SagaJournal
+from phalanx.supervision._supervisor import SupervisorRef
 
 NO_WAIT = Retry(max_attempts=3, backoff="fixed", base=0.0, jitter=0.0)
 END = ("saga_completed", "saga_compensated", "saga_compensation_failed")
@@ -503,4 +505,21 @@ def test_random_kills_never_lose_or_repeat_an_effect(sagas: ActorSystem) -> None
         for step in ("s1", "slow", "s2"):
             assert probe.effects[(saga_id, f"do:{step}")] == 1
     assert saga_outcomes(sagas.storage)["completed"] == len(ids)
+    assert sagas.dead_letters.list() == []
+
+
+def test_an_ended_saga_started_again_stops_at_once_without_running(sagas: ActorSystem) -> None:
+    probe = Probe()
+    _define("again", probe)
+    stopped = sagas.events.subscribe(["actor_stopped"])
+    ref = start_saga(sagas, "again", "a-1", {})
+    assert await_saga(sagas, "a-1", timeout=10).status == "completed"
+    assert stopped.wait_for(lambda e: e.path == ref.path, 10) is not None
+    runs = len(probe.calls)
+    # What a start_saga racing with the end of the saga can do: start its actor again.
+    SupervisorRef(sagas, SAGAS).start_child("a-1", child_id="s-a-1")
+    again = stopped.wait_for(lambda e: e.path == ref.path, 10)
+    assert again is not None
+    assert again.fields["reason"] == "normal"
+    assert len(probe.calls) == runs
     assert sagas.dead_letters.list() == []
