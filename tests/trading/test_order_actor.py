@@ -698,3 +698,17 @@ def test_a_fill_the_sink_refuses_permanently_is_dead_lettered_and_the_order_stil
     assert dead.message.trade_id in record.fills
     assert "fee in BNB" in (dead.error_message or "")
     assert record.sunk == tuple(record.fills)  # handled: dead-lettered, not retried forever
+
+
+def test_place_order_refuses_bad_intents_with_a_clear_error(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue)
+    with pytest.raises(ValueError, match="amount must be > 0"):
+        place_order(system, rig.intent("bad-a", amount="0"))
+    with pytest.raises(ValueError, match="needs a price"):
+        place_order(system, rig.intent("bad-p", type="limit"))
+    with pytest.raises(ValueError, match="path segment"):
+        place_order(system, rig.intent("bad/id"))
+    assert rig.store.list() == []
+    assert rig.order_requests() == []

@@ -91,9 +91,15 @@ def place_order(
     """Start the Order actor of ``intent`` unless it runs or its record is terminal.
 
     Idempotent: calling it again (a saga step re-run after a crash) returns
-    the same :class:`Ref` and never places a second order.
+    the same :class:`Ref` and never places a second order. Raises
+    ``ValueError`` naming the field for an ``order_req_id`` that is not a
+    path segment, an amount <= 0 or a limit order without a price.
     """
     child_id = order_child_id(intent.order_req_id)
+    if intent.amount <= 0:
+        raise ValueError(f"order {intent.order_req_id}: amount must be > 0, got {intent.amount}")
+    if intent.type == "limit" and (intent.price is None or intent.price <= 0):
+        raise ValueError(f"order {intent.order_req_id}: a limit order needs a price > 0")
     ref = system.ref(f"{supervisor.rstrip('/')}/{child_id}")
     if system.is_alive(ref.path):
         return ref
