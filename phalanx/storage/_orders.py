@@ -32,6 +32,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "OrderRecord",
     "OrderStore",
+    "add_fills",
     "record_fills_op",
     "register_op",
     "update_op",
