@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from phalanx.actors.saga._model import SagaError
+from phalanx.actors.saga._definition import SagaError
 
 __all__ = ["to_plain"]
 
