@@ -24,6 +24,7 @@ from phalanx.actors.saga import (
     SagaDefinition,
     SagaError,
     SagaState,
+    ScheduleRetry,
     Step,
     StepContext,
     await_saga,
@@ -360,6 +361,7 @@ def test_node_restart_resumes_an_in_flight_saga_from_its_journal(tmp_path: Path)
     second = _node(var)
     try:
         assert saga_outcomes(second.storage)["running"] == 1
+        assert second.dead_letters.list() == []  # a Pending saga's timer died with the node
         start_saga_supervisor(second)
         gate.set()
         assert resume_sagas(second) == ["r-1"]
@@ -371,6 +373,36 @@ def test_node_restart_resumes_an_in_flight_saga_from_its_journal(tmp_path: Path)
     assert probe.phases("run").count("s1") == 1
     assert probe.phases("run").count("s3") == 1
     assert probe.effects == {("r-1", f"do:{s}"): 1 for s in ("s1", "s2", "s3")}
+
+
+def test_node_restart_during_a_retry_backoff_resumes_the_scheduled_retry(tmp_path: Path) -> None:
+    probe = Probe()
+    once = probe.action(lambda attempt: ConnectionError("reset") if attempt == 1 else None)
+    backoff = Retry(max_attempts=2, backoff="fixed", base=1.5, jitter=0.0)
+    _define("backoff", probe, s2=Step("s2", once, retry=backoff))
+    var = tmp_path / "var"
+    first = _node(var)
+    try:
+        start_saga_supervisor(first)
+        failed = first.events.subscribe(["saga_step"])
+        start_saga(first, "backoff", "bo-1", {})
+        assert failed.wait_for(lambda e: e.fields["outcome"] == "step_failed", 10) is not None
+    finally:
+        first.shutdown()  # within the 1.5 s backoff: the retry is only journaled
+    second = _node(var)
+    try:
+        state = SagaState.from_dict(SagaJournal(second.storage).load("bo-1"))  # type: ignore[arg-type]
+        (retry,) = state.outbox
+        assert isinstance(retry, ScheduleRetry)
+        assert (retry.step, retry.attempt, retry.phase) == ("s2", 2, "action")
+        assert second.dead_letters.list() == []  # the waiting saga left nothing behind
+        start_saga_supervisor(second)
+        assert resume_sagas(second) == ["bo-1"]
+        assert await_saga(second, "bo-1", timeout=10).status == "completed"
+    finally:
+        second.shutdown()
+    assert [c for c in probe.calls if c[1] == "s2"] == [("run", "s2", 1), ("run", "s2", 2)]
+    assert probe.phases("run").count("s1") == 1
 
 
 @pytest.mark.parametrize("dead_letter_was_put", [True, False])
