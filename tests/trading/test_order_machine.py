@@ -149,3 +149,55 @@ def test_plan_reply_returns_refused_transitions_and_keeps_the_state() -> None:
     planned, refused = plan_reply(record, _reply("open", "0"), [], Decimal(0))
     assert planned.status == "partially_filled"
     assert [(e.state, e.event) for e in refused] == [("partially_filled", "venue_open")]
+
+
+@st.composite
+def _venue_timeline(draw: st.DrawFn) -> tuple[list[tuple[str, int, list[int]]], int]:
+    """Observations of one venue order: (status, executed units, trade ids seen).
+
+    The venue's truth is monotone: units fill one trade at a time, then the
+    order ends filled, canceled or expired. Each observation reports the status
+    and executed quantity at some point, with any subset of the trades so far
+    (trades can lag, repeat, or be missing).
+    """
+    qty = draw(st.integers(min_value=1, max_value=6))
+    fills = draw(st.integers(min_value=0, max_value=qty))
+    end = "closed" if fills == qty else draw(st.sampled_from(["open", "canceled", "expired"]))
+    observations = []
+    for _ in range(draw(st.integers(min_value=1, max_value=10))):
+        at = draw(st.integers(min_value=0, max_value=fills))
+        status = "open" if at < fills or end == "open" else end
+        if at == fills and end in ("canceled", "expired"):
+            status = draw(st.sampled_from(["open", end]))  # still open, then it ends
+        seen = draw(st.lists(st.integers(min_value=1, max_value=max(at, 1)), max_size=4))
+        observations.append((status, at, [t for t in seen if t <= at]))
+    observations.sort(key=lambda o: (o[1], o[0] != "open"))  # time order: monotone
+    return observations, qty
+
+
+@given(_venue_timeline())
+def test_plan_reply_over_any_monotone_venue_history_is_consistent(
+    case: tuple[list[tuple[str, int, list[int]]], int],
+) -> None:
+    observations, qty = case
+    record = OrderRecord(
+        order_req_id="r", client_order_id=client_order_id("r", 0), generation=0,
+        status="unknown", symbol="BTC/USDT", side="buy", type="limit", amount=Decimal(qty),
+    )  # fmt: skip
+    venue_filled = Decimal(0)
+    seen: set[int] = set()
+    for status, at, trades in observations:
+        venue_filled = max(venue_filled, Decimal(at))
+        before = record
+        reply = _reply(status, str(at))
+        record, refused = plan_reply(
+            record, reply, [_fill(str(t), "1") for t in trades], venue_filled
+        )
+        seen |= set(trades)
+        assert refused == []
+        assert record.filled == len(seen)
+        assert record.filled >= before.filled
+        if before.terminal:
+            assert record.status == before.status
+        if record.terminal:
+            assert record.filled >= venue_filled  # terminal only with every executed fill
