@@ -199,6 +199,11 @@ class NodeConfig(BaseModel):
                 raise ValueError(
                     f"trading.exchange {self.trading.exchange!r} is not in exchanges {names}"
                 )
+            traded = self.exchanges[names.index(self.trading.exchange)]
+            if traded.use_venue and (self.venue is None or not self.venue.enabled):
+                raise ValueError(
+                    f"exchanges.{traded.name}.use_venue needs the [venue] section (enabled)"
+                )
         return self
 
 

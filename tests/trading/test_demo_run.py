@@ -103,6 +103,9 @@ def test_trading_config_rejects_unknown_keys_and_bad_values_naming_the_field(
     path.write_text("[trading]\nexchange = 'nope'\n[[exchanges]]\nname = 'paper'\n")
     with pytest.raises(ConfigError, match=r"trading\.exchange 'nope'"):
         load_config(path)
+    path.write_text("[[exchanges]]\nname = 'paper'\nuse_venue = true\n[trading]\n")
+    with pytest.raises(ConfigError, match=r"use_venue needs the \[venue\] section"):
+        load_config(path)
     path.write_text("[trading.strategy]\nseed = 3\nmax_sagas = 5\n")
     loaded = load_config(path)
     assert loaded.trading is not None
