@@ -32,7 +32,13 @@ paper venue; per symbol on Binance): a ledger key should add exchange and symbol
 The actor stops once the order is terminal and every fill is journaled and
 sunk; a ``GetOrder`` then gets ``ActorDead``. :func:`order_snapshot` reads the
 record instead (same data, and it never waits behind a venue call the actor
-is blocked in, up to ``ask_timeout_s``).
+is blocked in, up to ``ask_timeout_s``). A terminal status is journaled only
+together with every fill the venue reports executed, so a terminal snapshot's
+``filled`` and ``fills`` are final. A fill the sink refuses permanently is
+dead-lettered (``permanent_error``, target the order's path) instead of being
+retried forever. ``OrderServices.settle_s`` (default 3 s) must exceed the
+longest a request can sit at the venue before it acts: a new generation is
+sent only after that long without a trace of the previous one.
 """
 
 from phalanx.actors.order._ids import (
