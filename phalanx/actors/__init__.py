@@ -6,7 +6,14 @@ documented order (docs/trading-core.md) and returns a :class:`TradingNode`.
 
 from phalanx.actors._demo import DemoJob, DemoTick, Ticker, TickerPrinter, Worker, spawn_demo
 from phalanx.actors._reconcile import ReconciliationResult, plan_reconciliation, reconcile
-from phalanx.actors._strategy import MeanReversion, Strategy, StrategyState, TradeIdea
+from phalanx.actors._strategy import (
+    MeanReversion,
+    Strategy,
+    StrategyPause,
+    StrategyState,
+    StrategyTick,
+    TradeIdea,
+)
 from phalanx.actors._trade_sagas import (
     BUY,
     SELL,
@@ -32,7 +39,9 @@ __all__ = [
     "ReconciliationResult",
     "RiskBlocked",
     "Strategy",
+    "StrategyPause",
     "StrategyState",
+    "StrategyTick",
     "Ticker",
     "TickerPrinter",
     "TradeIdea",
