@@ -44,7 +44,13 @@ from phalanx.actors.saga import resume_sagas, start_saga, start_saga_supervisor
 from phalanx.actors.venue import PaperVenue
 from phalanx.errors import ConfigError, PhalanxError
 from phalanx.protocols.exchange import Balance, FetchBalance
-from phalanx.protocols.trading import ApplyFill, OrderFill, SetTradingState
+from phalanx.protocols.trading import (
+    ApplyFill,
+    GetRisk,
+    OrderFill,
+    RiskSnapshot,
+    SetTradingState,
+)
 from phalanx.runtime import ActorSystem
 from phalanx.runtime._config import NodeConfig, TradingConfig
 from phalanx.storage import Ledger
@@ -56,6 +62,7 @@ __all__ = ["TradingNode", "market_filters", "start_exchanges", "start_trading"]
 
 ZERO = Decimal(0)
 STRATEGY = "/strategy"
+_OURS = ("reconcil", "initial")  # the reasons start_trading itself gives a halt
 
 
 def start_exchanges(
@@ -275,6 +282,11 @@ def start_trading(
     options = {"poll_interval_s": trading.order_poll_s, **dict(order_options or {})}
     services = OrderServices(store=node.orders, fill_sink=node.apply_fill, **options)
     start_order_supervisor(system, services)
+    # A halt or reduce set by an operator or a limit (persisted by Risk) outlives a
+    # restart; only the halts this function set itself are lifted after reconciling.
+    prior: RiskSnapshot = system.ask("/risk", GetRisk(), timeout=5.0)
+    prior_reason = str(prior.usage.get("state_reason") or "")
+    inherited = prior.trading_state != "active" and not prior_reason.startswith(_OURS)
     system.ask("/risk", SetTradingState(state="halted", reason="reconciling"), timeout=5.0)
     node.reconciliation = reconcile(
         system, exchange=exchange, ledger=node.ledger, symbols=symbols,
@@ -291,7 +303,13 @@ def start_trading(
         )  # fmt: skip
         start_saga_supervisor(system)
         return node
-    system.ask("/risk", SetTradingState(state="active", reason="reconciled"), timeout=5.0)
+    after = (
+        SetTradingState(state=prior.trading_state, reason=prior_reason)
+        if inherited
+        else SetTradingState(state="active", reason="reconciled")
+    )
+    system.ask("/risk", after, timeout=5.0)
+    node.reconciliation["trading_state"] = after.state
     start_saga_supervisor(system)
     resume_sagas(system)
     resume_orders(system, store=node.orders)  # orders whose saga ended (external ones)

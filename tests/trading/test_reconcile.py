@@ -14,7 +14,7 @@ from phalanx.actors._reconcile import VenueView
 from phalanx.actors.saga import await_saga, start_saga
 from phalanx.actors.venue import PaperVenue
 from phalanx.protocols.exchange import OrderReply, Trade
-from phalanx.protocols.trading import GetRisk
+from phalanx.protocols.trading import GetRisk, SetTradingState
 from phalanx.storage._orders import OrderStore
 from phalanx.storage._positions import PositionStore
 from tests.chaos import ACCOUNT, trading_node, venue_totals
@@ -171,3 +171,20 @@ def test_plan_resolves_in_flight_records_by_their_client_id_lookup() -> None:
     plan = plan_reconciliation(records, venue, posted=lambda f: False, covered=frozenset())
     assert plan.resolved == {"b": found}
     assert [(f.trade_id, f.order_req_id) for f in plan.fills] == [("5", "b")]
+
+
+def test_an_operator_halt_outlives_a_restart_and_reconciliation(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    var = tmp_path / "var"
+    with trading_node(var, venue) as node:
+        assert node.system.ask("/risk", GetRisk(), timeout=5.0).trading_state == "active"
+        halt = SetTradingState(state="halted", reason="operator: venue maintenance")
+        node.system.ask("/risk", halt, timeout=5.0)
+    with trading_node(var, venue) as node:
+        assert node.reconciliation is not None
+        assert node.reconciliation.ok
+        assert node.reconciliation["trading_state"] == "halted"
+        risk = node.system.ask("/risk", GetRisk(), timeout=5.0)
+        assert risk.trading_state == "halted"
+        assert risk.usage["state_reason"] == "operator: venue maintenance"
