@@ -75,7 +75,10 @@ def ledger_fill_from(
     symbol, so the symbol scopes them. Raises :class:`InvalidFill` (permanent)
     for a fee in another asset: the ledger values fees in the quote asset.
     """
-    sym_base, sym_quote = split_symbol(order_fill.symbol)
+    try:
+        sym_base, sym_quote = split_symbol(order_fill.symbol)
+    except ValueError as exc:
+        raise InvalidFill(f"fill {order_fill.trade_id}: {exc}") from None
     base, quote = base or sym_base, quote or sym_quote
     if quote != sym_quote or base != sym_base:
         raise InvalidFill(

@@ -60,7 +60,7 @@ from phalanx.actors._risk_model import (
     evaluate,
     market_filters_from_ccxt,
 )
-from phalanx.errors import InsufficientFunds
+from phalanx.errors import InsufficientFunds, PhalanxError
 from phalanx.protocols.exchange import Balance, FetchBalance
 from phalanx.protocols.trading import (
     GetRisk,
@@ -78,7 +78,14 @@ from phalanx.runtime import Actor, ActorSystem, Ref
 from phalanx.storage._risk import RiskStore
 from phalanx.supervision import Retry
 
-__all__ = ["RISK", "MarketsSource", "Risk", "market_filters_from_ccxt", "start_risk"]
+__all__ = [
+    "RISK",
+    "InvalidReservation",
+    "MarketsSource",
+    "Risk",
+    "market_filters_from_ccxt",
+    "start_risk",
+]
 
 RISK = "/risk"
 ZERO = Decimal(0)
@@ -100,6 +107,12 @@ def _fail(decision: RiskDecision, name: str, error: str) -> RiskDecision:
     return RiskDecision(
         allowed=False, blocking_limit=blocking, checks=checks, trading_state=decision.trading_state
     )
+
+
+class InvalidReservation(PhalanxError, ValueError):
+    """A reservation request that can never succeed (amount <= 0). Permanent."""
+
+    phalanx_error_class = "permanent"
 
 
 def _utc_day(epoch: float) -> str:
@@ -208,7 +221,9 @@ class Risk(Actor):
 
     def _reserve(self, msg: ReserveFunds) -> Reservation:
         if msg.amount <= 0:
-            raise ValueError(f"reservation {msg.reservation_id}: amount must be > 0")
+            raise InvalidReservation(
+                f"reservation {msg.reservation_id}: amount must be > 0, got {msg.amount}"
+            )
         free: Decimal | None = None
         if msg.reservation_id not in self.held:
             balances, error = self._free()
@@ -253,7 +268,7 @@ class Risk(Actor):
             self.peak = total
             self.store.save_day(self.day, self.peak)
         drawdown = self.drawdown()
-        if drawdown >= self.limits.max_daily_drawdown and self.state != "halted":
+        if drawdown > 0 and drawdown >= self.limits.max_daily_drawdown and self.state != "halted":
             reason = f"daily drawdown {drawdown} >= {self.limits.max_daily_drawdown}"
             self._set_state("halted", reason)
             self.system.events.publish(

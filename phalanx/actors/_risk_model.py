@@ -25,7 +25,8 @@ position by at most its size; only such orders pass in ``reducing``):
 - ``max_exposure``: notional of all positions + pending (held quote
   reservations of other orders) + this order's notional; shrinking orders pass.
 - ``max_open_positions``: an order that opens a new symbol fits the count.
-- ``max_daily_drawdown``: today's drawdown is below the limit (shrinking passes).
+- ``max_daily_drawdown``: today's drawdown is below the limit, or zero
+  (shrinking passes).
 - ``max_trades_per_day``: today's approved orders + this one fit (an order
   already counted today is not counted twice).
 - ``free_balance``: free balance minus reservations of other orders covers
@@ -225,7 +226,7 @@ def evaluate(limits: RiskLimits, usage: RiskUsage, check: RiskCheck) -> RiskDeci
     c["max_daily_drawdown"] = {
         "value": usage.drawdown,
         "limit": limits.max_daily_drawdown,
-        "ok": reducing or usage.drawdown < limits.max_daily_drawdown,
+        "ok": reducing or usage.drawdown == 0 or usage.drawdown < limits.max_daily_drawdown,
     }
     trades = usage.trades_today + (0 if check.order_req_id in usage.counted else 1)
     c["max_trades_per_day"] = {

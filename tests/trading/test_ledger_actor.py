@@ -97,3 +97,8 @@ def test_a_bad_fill_is_refused_and_the_ledger_actor_keeps_running(system: ActorS
         system.ask("/ledger", PostFill(fill=_fill().model_copy(update={"fee_currency": "BTC"})))
     assert system.ask("/ledger", PostFill(fill=_fill())) is True
     assert system.stats("/ledger")["incarnation"] == 1
+
+
+def test_a_symbol_without_a_quote_is_an_invalid_fill() -> None:
+    with pytest.raises(InvalidFill, match="BASE/QUOTE"):
+        ledger_fill_from(_fill().model_copy(update={"symbol": "BTCUSDT"}))

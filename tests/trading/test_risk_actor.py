@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from phalanx import Actor, ActorSystem, Retry
-from phalanx.actors._risk import start_risk
+from phalanx.actors._risk import InvalidReservation, start_risk
 from phalanx.actors._risk_model import CHECKS, RiskLimits
 from phalanx.errors import InsufficientFunds
 from phalanx.protocols.exchange import Balance, FetchBalance
@@ -380,3 +380,23 @@ def test_old_days_trade_markers_are_purged_at_rollover(node: ActorSystem) -> Non
     store = RiskStore(node.storage)
     assert store.load().counted == {"p-new"}
     assert store.purge_trades_before("2999-01-01") == 1
+
+
+def test_a_bad_reservation_is_refused_without_restarting_risk(node: ActorSystem) -> None:
+    start_risk(node, balance=lambda: {"USDT": D(100)})
+    with pytest.raises(InvalidReservation, match="amount must be > 0"):
+        _ask(node, ReserveFunds(reservation_id="z-1", asset="USDT", amount=D(0)))
+    assert _ask(node, GetRisk()).reservations == {}
+    assert node.stats("/risk")["incarnation"] == 1
+
+
+def test_a_zero_drawdown_limit_does_not_halt_a_flat_day(node: ActorSystem) -> None:
+    start_risk(node, RiskLimits(max_daily_drawdown=D(0)))
+    pnl = PnlUpdate(
+        symbol=SYMBOL, quantity=D(1), notional=D(100), realized_pnl=D(0), unrealized_pnl=D(0)
+    )
+    node.tell("/risk", pnl)
+    assert _ask(node, GetRisk()).trading_state == "active"
+    assert _ask(node, _check("zd-1")).allowed
+    node.tell("/risk", pnl.model_copy(update={"unrealized_pnl": D("-0.01")}))
+    assert _ask(node, GetRisk()).trading_state == "halted"
