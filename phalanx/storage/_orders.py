@@ -5,6 +5,8 @@ with ``put(overwrite=False)`` BEFORE anything is sent, so two incarnations or
 two actors for one intent can never both believe they placed it.
 ``order_events``: ``order_req_id \\x00 <8-byte big-endian seq>`` -> one record
 per change (append-only; the audit trail of one order).
+``order_index``: ``exchange \\x00 symbol \\x00 exchange_order_id`` -> ``order_req_id``
+(venue ids are unique per symbol), so "whose order is this?" is a lookup.
 
 Every write is an op (a pure function of the write transaction) built by an
 ``*_op`` function, so a caller can commit it together with its own writes;
@@ -38,7 +40,7 @@ __all__ = [
     "update_op",
 ]
 
-IDEMPOTENCY, EVENTS = "idempotency", "order_events"
+IDEMPOTENCY, EVENTS, INDEX = "idempotency", "order_events", "order_index"
 TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
 ZERO = Decimal(0)
 _SEQ = struct.Struct(">Q")
@@ -142,17 +144,44 @@ def _put_event(
     txn.put(key, msgpack.packb(entry, use_bin_type=True, default=str), db=events)
 
 
+def _index_key(exchange: str, symbol: str, exchange_order_id: str) -> bytes:
+    # Binance order ids are unique per symbol, so the symbol scopes them.
+    return f"{exchange}\x00{symbol}\x00{exchange_order_id}".encode()
+
+
+def _dbs(storage: Storage) -> tuple[Any, Any, Any]:
+    return storage.db(IDEMPOTENCY), storage.db(EVENTS), storage.db(INDEX)
+
+
+def _put(
+    txn: Txn,
+    dbs: tuple[Any, Any, Any],
+    record: OrderRecord,
+    kind: str,
+    detail: dict[str, Any],
+    *,
+    record_written: bool = False,
+) -> None:
+    """The record, its event and its exchange-id index entry, in the caller's txn."""
+    if not record_written:
+        txn.put(record.order_req_id.encode(), _pack(record), db=dbs[0])
+    _put_event(txn, dbs[1], record, kind, detail)
+    if record.exchange_order_id:
+        key = _index_key(record.exchange, record.symbol, record.exchange_order_id)
+        txn.put(key, record.order_req_id.encode(), db=dbs[2])
+
+
 def register_op(
     storage: Storage, record: OrderRecord, kind: str = "registered"
 ) -> Callable[[Txn], bool]:
     """Check-and-insert: True if ``record`` was written, False if one existed already."""
-    dbs = storage.db(IDEMPOTENCY), storage.db(EVENTS)
-    key, raw = record.order_req_id.encode(), _pack(record)
+    dbs = _dbs(storage)
+    key = record.order_req_id.encode()
 
     def op(txn: Txn) -> bool:
-        if not txn.put(key, raw, db=dbs[0], overwrite=False):
-            return False
-        _put_event(txn, dbs[1], record, kind, {})
+        if not txn.put(key, _pack(record), db=dbs[0], overwrite=False):
+            return False  # the first registration wins; nothing else is written
+        _put(txn, dbs, record, kind, {}, record_written=True)
         return True
 
     return op
@@ -171,7 +200,7 @@ def update_op(
 
     Raises ``KeyError`` if there is no record (update never creates one).
     """
-    dbs = storage.db(IDEMPOTENCY), storage.db(EVENTS)
+    dbs = _dbs(storage)
     key = order_req_id.encode()
 
     def op(txn: Txn) -> OrderRecord:
@@ -179,8 +208,7 @@ def update_op(
         if current is None:
             raise KeyError(f"no idempotency record for order {order_req_id!r}")
         new = dataclasses.replace(change(current), version=current.version + 1, updated_at=clock())
-        txn.put(key, _pack(new), db=dbs[0])
-        _put_event(txn, dbs[1], new, kind, detail or {})
+        _put(txn, dbs, new, kind, detail or {})
         return new
 
     return op
@@ -207,7 +235,7 @@ def record_fills_op(
 ) -> Callable[[Txn], tuple[OrderRecord, list[OrderFill]]]:
     """Journal the new fills (deduplicated by trade id); returns (record, new fills)."""
     batch = list(fills)
-    dbs = storage.db(IDEMPOTENCY), storage.db(EVENTS)
+    dbs = _dbs(storage)
     key = order_req_id.encode()
 
     def op(txn: Txn) -> tuple[OrderRecord, list[OrderFill]]:
@@ -222,8 +250,7 @@ def record_fills_op(
         record = dataclasses.replace(
             add_fills(current, new), version=current.version + 1, updated_at=clock()
         )
-        txn.put(key, _pack(record), db=dbs[0])
-        _put_event(txn, dbs[1], record, "fills", {"trade_ids": [f.trade_id for f in new]})
+        _put(txn, dbs, record, "fills", {"trade_ids": [f.trade_id for f in new]})
         return record, new
 
     return op
@@ -237,6 +264,7 @@ class OrderStore:
         self.clock = clock
         self._records = storage.db(IDEMPOTENCY)
         self._events = storage.db(EVENTS)
+        self._index = storage.db(INDEX)
 
     def register(self, record: OrderRecord) -> bool:
         """Insert ``record`` unless one exists for its ``order_req_id`` (True if inserted)."""
@@ -265,6 +293,22 @@ class OrderStore:
         """The record of ``order_req_id``, or None."""
         key, db = order_req_id.encode(), self._records
         return self.storage.read(lambda txn: _unpack(txn.get(key, db=db)))
+
+    def by_exchange_id(
+        self, exchange: str, symbol: str, exchange_order_id: str
+    ) -> OrderRecord | None:
+        """The record holding venue order ``exchange_order_id`` (an index, not a scan)."""
+        key, index, records = (
+            _index_key(exchange, symbol, exchange_order_id),
+            self._index,
+            self._records,
+        )
+
+        def op(txn: Txn) -> OrderRecord | None:
+            owner = txn.get(key, db=index)
+            return None if owner is None else _unpack(txn.get(owner, db=records))
+
+        return self.storage.read(op)
 
     def list(
         self, status: OrderStatus | None = None, *, non_terminal: bool = False

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -712,3 +713,28 @@ def test_place_order_refuses_bad_intents_with_a_clear_error(
         place_order(system, rig.intent("bad/id"))
     assert rig.store.list() == []
     assert rig.order_requests() == []
+
+
+def test_a_filled_order_the_lookup_misses_is_found_behind_recent_trades_not_resent(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue, max_lookup_misses=2)
+    cid = client_order_id("tr1", 0)
+    other = rig.run(rig.intent("other1"))  # a known order of another intent in the trades
+    venue.inject(Fault("http_503", endpoint="POST /api/v3/order"))
+    venue.engine.place(  # the venue filled it, but its client-id index lags
+        ACCOUNT, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
+                  "newClientOrderId": cid},
+    )  # fmt: skip
+    venue.engine._by_client.pop((ACCOUNT, "BTCUSDT", cid))
+    record = rig.run(rig.intent("tr1"))
+    assert (record.status, record.generation, record.filled) == ("filled", 0, Decimal("0.01"))
+    assert record.exchange_order_id != other.exchange_order_id
+    assert rig.order_requests().count("POST /api/v3/order") == 2  # other1's, tr1's 503
+    fetched = [
+        parse_qs(r["query"])["orderId"][0]
+        for r in venue.requests
+        if (r["method"], r["path"]) == ("GET", "/api/v3/order") and "orderId=" in r["query"]
+    ]
+    # only the order behind the unknown trade; the other intent's is known by the index
+    assert fetched == [record.exchange_order_id]

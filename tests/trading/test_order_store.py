@@ -139,3 +139,16 @@ def test_any_replay_of_fill_batches_counts_each_trade_once(
     record = store.get(req)
     assert record is not None
     assert record.filled == sum((Decimal(f"0.00{t}") for t in distinct), Decimal(0))
+
+
+def test_the_exchange_id_index_finds_the_owner_of_a_venue_order(storage: Storage) -> None:
+    store = OrderStore(storage)
+    store.register(_record())
+    assert store.by_exchange_id("paper", "BTC/USDT", "9") is None
+    store.update("r1", lambda r: dataclasses.replace(r, exchange_order_id="9"), "ack")
+    owner = store.by_exchange_id("paper", "BTC/USDT", "9")
+    assert owner is not None
+    assert owner.order_req_id == "r1"
+    assert store.by_exchange_id("paper", "ETH/USDT", "9") is None  # ids are per symbol
+    store.register(_record("r2", exchange_order_id="10"))
+    assert store.by_exchange_id("paper", "BTC/USDT", "10") == store.get("r2")

@@ -362,14 +362,17 @@ class OrderActor(Actor):
                 return order  # type: ignore[no-any-return]
         since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
         trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
-        # Orders other intents hold are skipped; one an external record holds that
+        # Orders another intent holds are skipped; one an external record holds that
         # carries this intent's prefix is not (reconciliation may have adopted it).
-        known = {
-            r.exchange_order_id
-            for r in self.store.list()
-            if r.exchange_order_id and not r.client_order_id.startswith(prefix)
-        }
-        behind = sorted({t.order_id for t in trades if t.order_id and t.order_id not in known})
+        latest: dict[str, int] = {}
+        for t in trades:
+            if t.order_id:
+                latest[t.order_id] = max(latest.get(t.order_id, 0), t.timestamp or 0)
+        behind = []  # oldest first: the bounded slice below keeps the most recent
+        for order_id in sorted(latest, key=lambda oid: latest[oid]):
+            owner = self.store.by_exchange_id(rec.exchange, rec.symbol, order_id)
+            if owner is None or owner.client_order_id.startswith(prefix):
+                behind.append(order_id)
         for order_id in behind[-self.services.max_trade_order_lookups :]:
             order = self._ask(FetchOrder(symbol=rec.symbol, id=order_id))
             if (order.client_order_id or "").startswith(prefix):
