@@ -293,6 +293,15 @@ def test_pending_step_past_its_timeout_fails_and_compensates(sagas: ActorSystem)
     assert probe.phases("undo") == ["s1"]
 
 
+def test_a_long_pending_poll_still_times_out_on_time(sagas: ActorSystem) -> None:
+    probe = Probe()
+    _define("longpoll", probe, s2=Step("s2", lambda ctx: Pending(3600.0), timeout_s=0.05))
+    start_saga(sagas, "longpoll", "lp-1", {})
+    snap = await_saga(sagas, "lp-1", timeout=10)  # not after the hour the step asked for
+    assert snap.status == "compensated"
+    assert "StepTimeout" in (snap.error or "")
+
+
 def test_on_timeout_may_finish_the_step_with_a_result(sagas: ActorSystem) -> None:
     probe = Probe()
     seen: list[str] = []

@@ -206,7 +206,7 @@ class SagaActor(Actor):
         if plan.record is None:  # a Pending poll: nothing durable changed
             retry = plan.commands[0]
             assert isinstance(retry, ScheduleRetry)
-            self._wake(retry.delay_s)
+            self._wake(self._poll_delay(retry))
             return
         commands = tuple(
             replace(c, dead_letter_id=new_id())
@@ -228,6 +228,20 @@ class SagaActor(Actor):
         self._effects_due = True
         work = next((c for c in commands if isinstance(c, ScheduleRetry)), None)
         self._wake(work.delay_s if work is not None else 0.0)
+
+    def _poll_delay(self, retry: ScheduleRetry) -> float:
+        """The Pending delay, cut so the poll is never later than the next timeout due."""
+        ss, step = self.state.steps[retry.step], self.definition.step(retry.step)
+        now = time.time()
+        if retry.phase == "compensation":
+            due = ss.comp_deadline
+        elif ss.deadline is not None and step.timeout_s is not None and now >= ss.deadline:
+            due = ss.deadline + step.timeout_s  # on_timeout is polling: its hard limit
+        else:
+            due = ss.deadline
+        if due is None or now >= due:
+            return retry.delay_s
+        return min(retry.delay_s, due - now)
 
     def _run(self, cmd: Command) -> Event:
         """Run one action or compensation; every outcome becomes an event (never raises)."""
