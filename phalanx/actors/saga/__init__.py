@@ -28,9 +28,19 @@ Rules:
   effect by ``ctx.saga_id``): a resumed saga runs its in-flight step again.
 
 Events on ``system.events``: ``saga_started``, ``saga_step``,
-``saga_completed``, ``saga_compensated``, ``saga_compensation_failed`` (and
-``alert_fired``); the same go to the ``decision`` log. An ``OrderUpdate``
-told to a saga actor makes a Pending step poll at once.
+``saga_resumed``, ``saga_completed``, ``saga_compensated``,
+``saga_compensation_failed`` (and ``alert_fired``); the same go to the
+``decision`` log. An ``OrderUpdate`` told to a saga actor makes a Pending
+step poll at once. A finished saga's actor is gone (``GetSaga`` then raises
+``ActorDead``): read it with :func:`saga_snapshot`, wait for it with
+:func:`await_saga`. Dead letters are recorded exactly once; an alert is
+published again if the saga is resumed before it ends (at least once).
+
+Storage (``phalanx.storage._journal``): DBs ``journal`` (records),
+``journal_snapshots`` and ``journal_active`` (the sagas :func:`resume_sagas`
+restarts). Each transition commits record + snapshot + outbox in one
+``Storage.write_now``; ``SagaJournal.plan_op`` and friends are the op
+builders for committing more in the same transaction.
 
 Usage::
 
