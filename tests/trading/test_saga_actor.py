@@ -36,6 +36,7 @@ from phalanx.actors.saga import (
     saga_snapshot,
     start_saga,
     start_saga_supervisor,
+    start_sagas,
 )
 from phalanx.protocols.trading import GetSaga, OrderSnapshot, OrderUpdate
 from phalanx.storage._journal import SagaJournal
@@ -564,3 +565,20 @@ def test_an_ended_saga_started_again_stops_at_once_without_running(sagas: ActorS
     assert again.fields["reason"] == "normal"
     assert len(probe.calls) == runs
     assert sagas.dead_letters.list() == []
+
+
+def test_start_sagas_journals_a_batch_and_runs_each_saga_once(sagas: ActorSystem) -> None:
+    probe = Probe()
+    _define("batch", probe)
+    start_saga(sagas, "batch", "bt-done", {})
+    assert await_saga(sagas, "bt-done", timeout=10).status == "completed"
+    ids = [f"bt-{n}" for n in range(5)]
+    batch = [("batch", saga_id, {"n": n}) for n, saga_id in enumerate(ids)]
+    refs = start_sagas(sagas, [*batch, ("batch", "bt-0", {"n": 0}), ("batch", "bt-done", {})])
+    assert [r.path for r in refs] == [saga_path(i) for i in [*ids, "bt-0", "bt-done"]]
+    for saga_id in ids:
+        assert await_saga(sagas, saga_id, timeout=10).status == "completed"
+    assert probe.phases("run").count("s1") == len(ids) + 1  # the duplicate and the ended one: no
+    with pytest.raises(SagaError, match="saga id"):
+        start_sagas(sagas, [("batch", "ok-1", {}), ("batch", "bad id", {})])
+    assert saga_snapshot(sagas.storage, "ok-1") is None  # checked before anything is written

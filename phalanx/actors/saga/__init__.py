@@ -83,6 +83,7 @@ from phalanx.actors.saga._api import (
     saga_supervisor_spec,
     start_saga,
     start_saga_supervisor,
+    start_sagas,
 )
 from phalanx.actors.saga._model import (
     TERMINAL,
@@ -166,5 +167,6 @@ __all__ = [
     "snapshot_of",
     "start_saga",
     "start_saga_supervisor",
+    "start_sagas",
     "to_plain",
 ]

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from phalanx.actors.saga._actor import SagaActor, snapshot_of
-from phalanx.actors.saga._model import SagaError, SagaState, Started, advance, new_saga
+from phalanx.actors.saga._model import (
+    SagaDefinition,
+    SagaError,
+    SagaState,
+    Started,
+    advance,
+    new_saga,
+)
 from phalanx.actors.saga._model import saga_definition as _definition
 from phalanx.actors.saga._plain import to_plain
 from phalanx.errors import AlreadyPresent, AlreadyStarted, PhalanxError, StorageError
@@ -29,6 +36,7 @@ __all__ = [
     "saga_supervisor_spec",
     "start_saga",
     "start_saga_supervisor",
+    "start_sagas",
 ]
 
 SAGAS = "/sagas"
@@ -103,33 +111,60 @@ def start_saga(
     (``Decimal`` is stored as ``str``). Raises :class:`SagaError` for an
     unknown kind, a bad id, or an id already used by another kind.
     """
-    if not isinstance(saga_id, str) or not _ID.match(saga_id):
-        raise SagaError(f"saga id {saga_id!r} must be 1-200 chars of letters, digits, _.:@+=-")
-    definition = _definition(kind)
+    return start_sagas(system, [(kind, saga_id, input)], supervisor=supervisor)[0]
+
+
+def start_sagas(
+    system: ActorSystem,
+    sagas: Sequence[tuple[str, str, Mapping[str, Any]]],
+    *,
+    supervisor: str = SAGAS,
+) -> list[Ref]:
+    """:func:`start_saga` for many ``(kind, saga_id, input)``: ONE journal commit for all.
+
+    With ``sync=True`` that is one fsync instead of one per saga. Every
+    saga is checked (kind, id, input) before anything is written.
+    """
     journal = SagaJournal(system.storage)
-    raw = journal.load(saga_id)
-    if raw is None:
+    fresh: list[tuple[str, str, SagaDefinition, Any]] = []
+    existing: dict[str, dict[str, Any]] = {}
+    for kind, saga_id, input in sagas:
+        if not isinstance(saga_id, str) or not _ID.match(saga_id):
+            raise SagaError(f"saga id {saga_id!r} must be 1-200 chars of letters, digits, _.:@+=-")
+        definition = _definition(kind)
+        raw = journal.load(saga_id)
+        if raw is not None and raw["kind"] != kind:
+            raise SagaError(f"saga id {saga_id!r} is already a {raw['kind']!r} saga, not {kind!r}")
+        if raw is not None:
+            existing[saga_id] = raw
+            continue
         at = time.time()
         plan = advance(new_saga(definition, saga_id, to_plain(input, "input"), at), Started(at))
         assert plan.record is not None
         op = journal.create_op(saga_id, plan.record, plan.state.to_dict())
-        if journal.commit(op):
+        fresh.append((kind, saga_id, definition, op))
+    ops = [item[3] for item in fresh]
+    created: list[bool] = journal.commit(lambda txn: [op(txn) for op in ops]) if ops else []
+    log = system.logs.logger("decision")
+    for (kind, saga_id, definition, _), new in zip(fresh, created, strict=True):
+        if new:
             with trace_scope(saga_id=saga_id):
                 system.events.publish(
                     "saga_started", saga_path(saga_id, supervisor), saga_id=saga_id,
                     saga_kind=kind,
                 )  # fmt: skip
-                system.logs.logger("decision").info(
-                    "saga_started", saga_id=saga_id, saga_kind=kind, steps=list(definition.order)
-                )
+                log.info("saga_started", saga_id=saga_id, saga_kind=kind,
+                         steps=list(definition.order))  # fmt: skip
+        else:  # a concurrent start (or a duplicate id in this batch) won the insert
+            existing[saga_id] = journal.load(saga_id) or {}
+    refs = []
+    for _, saga_id, _ in sagas:
+        raw = existing.get(saga_id)
+        if raw and not SagaState.from_dict(raw).active:
+            refs.append(Ref(system, saga_path(saga_id, supervisor)))
         else:
-            raw = journal.load(saga_id)  # a concurrent start won the insert
-    if raw is not None:
-        if raw["kind"] != kind:
-            raise SagaError(f"saga id {saga_id!r} is already a {raw['kind']!r} saga, not {kind!r}")
-        if not SagaState.from_dict(raw).active:
-            return Ref(system, saga_path(saga_id, supervisor))
-    return _start_child(system, saga_id, supervisor)
+            refs.append(_start_child(system, saga_id, supervisor))
+    return refs
 
 
 def resume_sagas(system: ActorSystem, *, supervisor: str = SAGAS) -> list[str]:
