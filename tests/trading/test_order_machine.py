@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phalanx.actors.order import (
@@ -60,6 +60,7 @@ def test_a_rejected_order_never_takes_a_fill_and_unplaced_orders_cannot_cancel_a
         transition("unknown", "cancel")
 
 
+@settings(deadline=None)  # pure and fast; a loaded CI box must not make it flaky
 @given(st.lists(st.sampled_from(EVENTS), max_size=40), st.sampled_from(STATES))
 def test_any_event_sequence_follows_the_table_or_raises_and_terminal_stays_terminal(
     events: list[str], start: str
@@ -175,6 +176,7 @@ def _venue_timeline(draw: st.DrawFn) -> tuple[list[tuple[str, int, list[int]]], 
     return observations, qty
 
 
+@settings(deadline=None)
 @given(_venue_timeline())
 def test_plan_reply_over_any_monotone_venue_history_is_consistent(
     case: tuple[list[tuple[str, int, list[int]]], int],
