@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "DeadLetterError",
     "DeliveryError",
+    "InsufficientFunds",
     "MailboxFull",
     "PhalanxError",
     "StorageError",
@@ -133,3 +134,28 @@ class UnknownMessage(PhalanxError, TypeError):
     Classified as a permanent error: the actor keeps running, an asker gets
     this error, and a told message is dead-lettered with ``validation_failed``.
     """
+
+
+class InsufficientFunds(PhalanxError):
+    """Free balance minus existing reservations cannot cover a reservation.
+
+    Permanent for the decider: the asker gets it at once; retrying the same
+    reservation seconds later will not free funds (the saga compensates).
+    """
+
+    phalanx_error_class = "permanent"
+
+
+class InvalidTransition(PhalanxError):
+    """An order event that the Order state machine does not allow in its current state.
+
+    Permanent for the decider: the same event in the same state is refused
+    again. The Order actor logs and audits it and keeps its state.
+    """
+
+    phalanx_error_class = "permanent"
+
+    def __init__(self, state: str, event: str) -> None:
+        super().__init__(f"order event {event!r} is not allowed in state {state!r}")
+        self.state = state
+        self.event = event

@@ -1,5 +1,61 @@
-"""Actors: the demo tree now; exchange connection, order, position, saga, risk later."""
+"""Actors: the trading core (exchange, orders, positions, risk, ledger, sagas) and the demos.
+
+``start_trading(system, config, venue)`` builds the trading tree in the
+documented order (docs/trading-core.md) and returns a :class:`TradingNode`.
+"""
 
 from phalanx.actors._demo import DemoJob, DemoTick, Ticker, TickerPrinter, Worker, spawn_demo
+from phalanx.actors._reconcile import ReconciliationResult, plan_reconciliation, reconcile
+from phalanx.actors._strategy import (
+    MeanReversion,
+    Strategy,
+    StrategyPause,
+    StrategyState,
+    StrategyTick,
+    TradeIdea,
+)
+from phalanx.actors._trade_sagas import (
+    BUY,
+    SELL,
+    NothingFilled,
+    OrderRejected,
+    RiskBlocked,
+    TradeInvalid,
+    buy_input,
+    register_trade_sagas,
+    sell_input,
+    trade_saga,
+)
+from phalanx.actors._trading import TradingNode, market_filters, start_exchanges, start_trading
 
-__all__ = ["DemoJob", "DemoTick", "Ticker", "TickerPrinter", "Worker", "spawn_demo"]
+__all__ = [
+    "BUY",
+    "SELL",
+    "DemoJob",
+    "DemoTick",
+    "MeanReversion",
+    "NothingFilled",
+    "OrderRejected",
+    "ReconciliationResult",
+    "RiskBlocked",
+    "Strategy",
+    "StrategyPause",
+    "StrategyState",
+    "StrategyTick",
+    "Ticker",
+    "TickerPrinter",
+    "TradeIdea",
+    "TradeInvalid",
+    "TradingNode",
+    "Worker",
+    "buy_input",
+    "market_filters",
+    "plan_reconciliation",
+    "reconcile",
+    "register_trade_sagas",
+    "sell_input",
+    "spawn_demo",
+    "start_exchanges",
+    "start_trading",
+    "trade_saga",
+]

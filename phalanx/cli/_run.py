@@ -1,25 +1,41 @@
-"""``phalanx run``: boot a node, run until a signal or ``--for``, write a summary."""
+"""``phalanx run``: boot a node, run until a signal or ``--for``, write a summary.
+
+Without ``-c`` it runs the trading demo: the embedded paper venue, one ccxt
+connection to it, and the trading core (``start_trading``) with the seeded
+mean-reversion strategy, printing orders and sagas once a second. At the end
+the strategy stops, running sagas get ``_DRAIN_S`` to finish, and the summary
+is taken from the stores (idempotency records, saga journal, ledger, venue).
+"""
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from phalanx.actors import TickerPrinter, spawn_demo
-from phalanx.actors.exchange import connection_spec
+from phalanx.actors import TickerPrinter, TradingNode, spawn_demo, start_exchanges, start_trading
 from phalanx.actors.venue import PaperVenue
 from phalanx.errors import ConfigError
 from phalanx.protocols.exchange import SubscribeTicker
 from phalanx.runtime import ActorSystem
-from phalanx.runtime._config import ExchangeConfig, NodeConfig, VenueConfig, load_config
+from phalanx.runtime._config import (
+    ExchangeConfig,
+    NodeConfig,
+    TradingConfig,
+    VenueConfig,
+    load_config,
+)
 
-__all__ = ["add_parser", "build_summary"]
+__all__ = ["DEFAULT_CONFIG", "add_parser", "build_summary"]
+
+_DRAIN_S = 10.0  # at the end, how long running sagas get to finish
 
 
 def _positive_seconds(text: str) -> float:
@@ -34,17 +50,23 @@ def _positive_seconds(text: str) -> float:
 
 def add_parser(sub: Any) -> None:
     """Register the ``run`` subcommand."""
-    p = sub.add_parser("run", help="boot a node (the demo tree when no config is given)")
+    p = sub.add_parser("run", help="boot a node (the trading demo when no config is given)")
     p.add_argument("-c", "--config", help="TOML node config (default: the embedded demo)")
     p.add_argument("--var-dir", help="state, logs, socket (default: config var_dir or ./var)")
     p.add_argument("--for", dest="duration", type=_positive_seconds, help="stop after S seconds")
     p.add_argument("--summary", help="write a JSON summary to FILE at exit")
-    p.add_argument("--seed", type=int, default=7, help="demo random seed (default 7)")
+    p.add_argument("--seed", type=int, default=None, help="strategy/demo seed (default: config)")
     p.set_defaults(func=run)
 
 
-def build_summary(system: ActorSystem, started: float) -> dict[str, Any]:
-    """The ``--summary`` document (DESIGN section 10), valid after shutdown too."""
+def build_summary(
+    system: ActorSystem, started: float, trading: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``--summary`` document (DESIGN section 10), valid after shutdown too.
+
+    ``trading`` holds the trading fields (:meth:`TradingNode.summary`), taken
+    while storage was open; without trading the counters are zero.
+    """
     totals = system.totals()
     return {
         "orders_placed": 0,
@@ -53,10 +75,11 @@ def build_summary(system: ActorSystem, started: float) -> dict[str, Any]:
         "sagas_completed": 0,
         "sagas_compensated": 0,
         "sagas_running": 0,
-        "restarts": totals["restarts"],
-        "dead_letters": totals["dead_letters"],
         "duplicates_detected": 0,
         "ledger_balanced": True,
+        **(trading or {}),
+        "restarts": totals["restarts"],
+        "dead_letters": totals["dead_letters"],
         "uptime_s": round(time.monotonic() - started, 3),
         "messages": system.counters(),
     }
@@ -64,41 +87,129 @@ def build_summary(system: ActorSystem, started: float) -> dict[str, Any]:
 
 DEFAULT_CONFIG = NodeConfig(
     venue=VenueConfig(),
-    exchanges=[
-        ExchangeConfig(
-            name="paper", use_venue=True, poll_symbols=["BTC/USDT"], poll_interval_s=0.25,
-            rate_limit_per_s=20, burst=5,
-        )
-    ],
+    exchanges=[ExchangeConfig(name="paper", use_venue=True, rate_limit_per_s=2000, burst=200,
+                              poll_interval_s=0.25)],
+    trading=TradingConfig(),
+    demo=False,
 )  # fmt: skip
+"""``phalanx run`` without ``-c``: the embedded venue and the trading demo."""
 
 
-def _start_exchanges(system: ActorSystem, config: NodeConfig, venue: PaperVenue | None) -> None:
-    specs = []
-    for configured in config.exchanges:
-        exchange, client = configured, {}
-        if exchange.use_venue:
-            if venue is None:
-                raise ConfigError(f"exchanges.{exchange.name}.use_venue needs [venue] enabled")
-            cc = venue.ccxt_config()
-            exchange = exchange.model_copy(update={"urls": cc["urls"], "options": cc["options"]})
-            client = {"apiKey": cc["apiKey"], "secret": cc["secret"]}
-        specs.append(connection_spec(exchange, client_config=client))
-    if not specs:
+def _progress(node: TradingNode) -> str:
+    c = node.counts()
+    return (
+        f"  orders placed={c['orders_placed']} filled={c['orders_filled']} "
+        f"canceled={c['orders_canceled']} rejected={c['orders_rejected']} | sagas "
+        f"completed={c['sagas_completed']} compensated={c['sagas_compensated']} "
+        f"running={c['sagas_running']}"
+    )
+
+
+def _start_ticker_printer(system: ActorSystem, config: NodeConfig) -> None:
+    if not config.exchanges:
+        return
+    exchange = config.exchanges[0]
+    symbols = list(exchange.poll_symbols)
+    if not symbols and config.trading is not None:
+        symbols = config.trading.strategy.symbols[:1]
+    if not symbols:
         return
     system.spawn(TickerPrinter, "/demo-ticker-printer", 8)
-    system.supervise("/exchanges", strategy="one_for_one", intensity=10, period=5, children=specs)
-    for exchange in config.exchanges:
-        for symbol in exchange.poll_symbols:
-            system.tell(
-                f"/exchanges/{exchange.name}",
-                SubscribeTicker(symbol=symbol, subscriber="/demo-ticker-printer"),
-            )
+    for symbol in symbols:
+        system.tell(
+            f"/exchanges/{exchange.name}",
+            SubscribeTicker(symbol=symbol, subscriber="/demo-ticker-printer"),
+        )
+
+
+def _run_trading(
+    system: ActorSystem,
+    config: NodeConfig,
+    venue: PaperVenue | None,
+    duration: float | None,
+    stop: threading.Event,
+) -> dict[str, Any]:
+    """Start the trading core, print progress until stopped, drain, and summarize."""
+    node = start_trading(system, config, venue)
+    r: dict[str, Any] = dict(node.reconciliation or {})
+    print(
+        f"  reconciliation: ok={r.get('ok')} fills_applied={r.get('fills_applied')} "
+        f"adopted={r.get('adopted')} resolved={r.get('resolved')} opened={r.get('opened')} "
+        f"drift={r.get('drift')}" + (f" error={r.get('error')}" if r.get("error") else ""),
+        flush=True,
+    )
+    strategy = node.config.strategy
+    if node.strategy is not None:
+        print(
+            f"  strategy: mean reversion on {', '.join(strategy.symbols)} (seed {strategy.seed}, "
+            f"at most {strategy.max_sagas or 'unbounded'} sagas)",
+            flush=True,
+        )
+    _start_ticker_printer(system, config)
+    deadline = None if duration is None else time.monotonic() + duration
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if (left is not None and left <= 0) or stop.wait(1.0 if left is None else min(1.0, left)):
+            break
+        print(_progress(node), flush=True)
+    print("phalanx: strategy stopped; running sagas get up to "
+          f"{_DRAIN_S:.0f}s to finish", flush=True)  # fmt: skip
+    node.stop_strategy()
+    if not node.wait_idle(_DRAIN_S):
+        print("phalanx: some sagas are still running (they resume at the next boot)", flush=True)
+    print(_progress(node), flush=True)
+    return node.summary()
+
+
+def _with_seed(config: NodeConfig, seed: int | None) -> NodeConfig:
+    if seed is None or config.trading is None:
+        return config
+    strategy = config.trading.strategy.model_copy(update={"seed": seed})
+    trading = config.trading.model_copy(update={"strategy": strategy})
+    return config.model_copy(update={"trading": trading})
+
+
+def _embedded_trading(config: NodeConfig) -> bool:
+    """True when trading runs on the embedded venue (whose account starts fresh every run)."""
+    if config.trading is None or not config.trading.enabled:
+        return False
+    if config.venue is None or not config.venue.enabled:
+        return False
+    return any(e.name == config.trading.exchange and e.use_venue for e in config.exchanges)
+
+
+def _archive_stale_state(var_dir: Path) -> Path | None:
+    """Move a previous run's ``state.lmdb`` aside (kept as ``state.lmdb.prev``).
+
+    The embedded paper venue keeps its account in memory, so the ledger,
+    positions and order records of an earlier run describe an account that
+    no longer exists: reconciliation would (rightly) refuse to trade on them.
+    """
+    state = var_dir / "state.lmdb"
+    if not state.exists():
+        return None
+    try:
+        fd = os.open(var_dir / "node.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None  # ActorSystem.start reports the unusable var dir
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None  # a live node owns it: start() refuses with a clear error
+    try:
+        archive = var_dir / "state.lmdb.prev"
+        if archive.is_dir():
+            shutil.rmtree(archive)
+        state.rename(archive)
+        return archive
+    finally:
+        os.close(fd)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the node until SIGINT/SIGTERM or ``--for`` elapses; orderly shutdown."""
-    config = load_config(args.config) if args.config else DEFAULT_CONFIG
+    config = _with_seed(load_config(args.config) if args.config else DEFAULT_CONFIG, args.seed)
     var_dir = Path(args.var_dir or config.var_dir or "./var")
     stop = threading.Event()
     started = time.monotonic()
@@ -107,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     }
     venue: PaperVenue | None = None
     try:
+        archived = _archive_stale_state(var_dir) if _embedded_trading(config) else None
         system = ActorSystem(name=config.name, var_dir=var_dir)
         if config.venue is not None and config.venue.enabled:
             venue = PaperVenue(config.venue.seed, port=config.venue.port,
@@ -116,18 +228,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"phalanx node up: var={var_dir.resolve()}", flush=True)
             print(f"  logs:   {(var_dir / 'logs').resolve()}", flush=True)
             print(f"  state:  {(var_dir / 'state.lmdb').resolve()}", flush=True)
-            if venue is not None:
-                print(f"  venue:  {venue.url} (paper, seed {config.venue.seed})", flush=True)  # type: ignore[union-attr]
+            if archived is not None:
+                print(f"  (the embedded venue starts a fresh account each run: the previous "
+                      f"state is kept in {archived})", flush=True)  # fmt: skip
+            if venue is not None and config.venue is not None:
+                print(f"  venue:  {venue.url} (paper, seed {config.venue.seed})", flush=True)
             if config.demo:
-                paths = spawn_demo(system, seed=args.seed)
+                paths = spawn_demo(system, seed=args.seed if args.seed is not None else 7)
                 print(f"  demo:   {len(paths)} actors under /demo", flush=True)
-            _start_exchanges(system, config, venue)
             if args.duration:
                 print(f"  runs for {args.duration}s (Ctrl-C stops sooner)", flush=True)
-            stop.wait(args.duration)
+            trading: dict[str, Any] | None = None
+            if config.trading is not None and config.trading.enabled:
+                trading = _run_trading(system, config, venue, args.duration, stop)
+            else:
+                start_exchanges(system, config, venue)
+                _start_ticker_printer(system, config)
+                stop.wait(args.duration)
             print("phalanx: shutting down in order", flush=True)
         # Counters are final only once every actor has stopped.
-        summary = build_summary(system, started)
+        summary = build_summary(system, started, trading)
         (var_dir / "node.pid").unlink(missing_ok=True)
         if args.summary:
             try:
@@ -136,7 +256,10 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise ConfigError(f"cannot write summary {args.summary!r}: {exc}") from exc
         print(
-            f"phalanx: stopped after {summary['uptime_s']}s; restarts={summary['restarts']} "
+            f"phalanx: stopped after {summary['uptime_s']}s; orders placed="
+            f"{summary['orders_placed']} filled={summary['orders_filled']} sagas completed="
+            f"{summary['sagas_completed']} compensated={summary['sagas_compensated']} "
+            f"ledger_balanced={summary['ledger_balanced']} restarts={summary['restarts']} "
             f"dead_letters={sum(summary['dead_letters'].values())}",
             flush=True,
         )

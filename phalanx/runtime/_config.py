@@ -10,15 +10,24 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phalanx.errors import ConfigError
 from phalanx.runtime._alert_config import AlertRule, MetricsConfig
 
-__all__ = ["ExchangeConfig", "NodeConfig", "VenueConfig", "load_config"]
+__all__ = [
+    "ExchangeConfig",
+    "NodeConfig",
+    "RiskLimitsConfig",
+    "StrategyConfig",
+    "TradingConfig",
+    "VenueConfig",
+    "load_config",
+]
 
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -103,6 +112,65 @@ class VenueConfig(BaseModel):
     step_s: float = Field(0.1, gt=0)
 
 
+class RiskLimitsConfig(BaseModel):
+    """Pre-trade limits (DESIGN section 6, Risk); amounts in ``quote_asset``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_exposure: Decimal = Field(Decimal("100000"), ge=0)  # sum of |position notional|
+    max_open_positions: int = Field(10, ge=0)  # symbols with a non-zero position
+    max_daily_drawdown: Decimal = Field(Decimal("5000"), ge=0)
+    max_trades_per_day: int = Field(100_000, ge=0)
+    quote_asset: str = "USDT"
+
+
+class StrategyConfig(BaseModel):
+    """The seeded demo strategy (mean reversion around a moving average)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    seed: int = 7
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
+    interval_s: float = Field(0.1, gt=0)  # one decision per symbol per interval
+    window: int = Field(6, ge=2)  # ticks in the moving average
+    threshold_bps: Decimal = Field(Decimal("2"), ge=0)  # distance from the mean that trades
+    offset_bps: Decimal = Field(Decimal("6"), ge=0)  # limit price 0, 1 or 2 offsets past the touch
+    notional: Decimal = Field(Decimal("200"), gt=0)  # quote per order
+    max_sagas: int = Field(200, ge=0)  # sagas over all boots of this var dir; 0: unbounded
+    max_in_flight: int = Field(6, ge=1)
+    fill_timeout_s: float = Field(1.5, gt=0)  # await_fill gives up and cancels after this
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        for symbol in value:
+            if symbol.count("/") != 1 or not all(symbol.split("/")):
+                raise ValueError(f"not a unified BASE/QUOTE symbol: {symbol!r}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate symbols in {value}")
+        return value
+
+
+class TradingConfig(BaseModel):
+    """The trading core: which connection it trades on, its limits and its strategy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    exchange: str = "paper"  # the connection at /exchanges/<exchange>
+    risk: RiskLimitsConfig = Field(default_factory=RiskLimitsConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    order_poll_s: float = Field(0.25, gt=0)  # an open order's status poll interval
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"must be a path segment ([A-Za-z0-9_.:-]+), got {value!r}")
+        return value
+
+
 class NodeConfig(BaseModel):
     """The whole ``phalanx run`` config."""
 
@@ -113,6 +181,7 @@ class NodeConfig(BaseModel):
     venue: VenueConfig | None = None
     exchanges: list[ExchangeConfig] = Field(default_factory=list)
     demo: bool = True  # also run the foundation demo tree
+    trading: TradingConfig | None = None  # the trading core (the demo default turns it on)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     alerts: list[AlertRule] | None = None  # None: default_alert_rules()
 
@@ -124,6 +193,21 @@ class NodeConfig(BaseModel):
         if dupes:
             raise ValueError(f"duplicate exchange names {dupes}")
         return value
+
+    @model_validator(mode="after")
+    def _trading_exchange(self) -> NodeConfig:
+        if self.trading is not None and self.trading.enabled and self.exchanges:
+            names = [e.name for e in self.exchanges]
+            if self.trading.exchange not in names:
+                raise ValueError(
+                    f"trading.exchange {self.trading.exchange!r} is not in exchanges {names}"
+                )
+            traded = self.exchanges[names.index(self.trading.exchange)]
+            if traded.use_venue and (self.venue is None or not self.venue.enabled):
+                raise ValueError(
+                    f"exchanges.{traded.name}.use_venue needs the [venue] section (enabled)"
+                )
+        return self
 
 
 def _describe(exc: ValidationError) -> str:

@@ -1,0 +1,147 @@
+"""Buy sagas end to end on the embedded venue, and what the Order actor + saga add to placement.
+
+- throughput: ``SAGAS`` buy sagas (marketable limits: they fill in the create
+  reply) with ``CONCURRENCY`` in flight, through the whole tree (Risk check
+  and reservation, Order actor, ExchangeConnection, ccxt, HTTP, venue,
+  Position, Ledger, journal). Target (issue 5): >= 100 sagas/s on 2 cores.
+- placement latency, sequential, same run: a direct ``ccxt.create_order``
+  round trip next to the saga's "started -> place_order done" interval (from
+  the saga journal's own timestamps) and the whole saga.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import ccxt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import machine
+
+from phalanx import ActorSystem
+from phalanx.actors import BUY, buy_input, start_trading
+from phalanx.actors.saga import await_saga, start_saga
+from phalanx.actors.venue import PaperVenue
+from phalanx.runtime._config import (
+    ExchangeConfig,
+    NodeConfig,
+    StrategyConfig,
+    TradingConfig,
+    VenueConfig,
+)
+from phalanx.storage._journal import SagaJournal
+
+SAGAS = 400
+CONCURRENCY = 32
+LATENCY_ROUNDS = 60
+TICK = Decimal("0.01")
+
+
+def _config() -> NodeConfig:
+    return NodeConfig(
+        venue=VenueConfig(),
+        exchanges=[ExchangeConfig(name="paper", use_venue=True, rate_limit_per_s=1e6,
+                                  burst=1e6)],
+        trading=TradingConfig(strategy=StrategyConfig(enabled=False)),
+        demo=False,
+    )  # fmt: skip
+
+
+def _price(venue: PaperVenue) -> Decimal:
+    return (Decimal(venue.engine.ticker("BTCUSDT")["askPrice"]) * Decimal("1.002")).quantize(TICK)
+
+
+def throughput(system: ActorSystem, venue: PaperVenue) -> dict[str, Any]:
+    ids = [f"bench-t-{i:05d}" for i in range(SAGAS)]
+    price = _price(venue)
+    start = time.perf_counter()
+    for i, saga_id in enumerate(ids):
+        start_saga(system, BUY, saga_id, buy_input("BTC/USDT", Decimal("0.001"), price))
+        if i >= CONCURRENCY:
+            await_saga(system, ids[i - CONCURRENCY], timeout=120)
+    for saga_id in ids:
+        await_saga(system, saga_id, timeout=120)
+    elapsed = time.perf_counter() - start
+    outcomes = SagaJournal(system.storage).outcomes()
+    return {
+        "sagas": SAGAS,
+        "concurrency": CONCURRENCY,
+        "sagas_per_s": round(SAGAS / elapsed, 1),
+        "completed_in_journal": outcomes["completed"],  # the latency rounds' sagas included
+        "target_per_s_min": 100,
+    }
+
+
+def _place_s(journal: SagaJournal, saga_id: str) -> tuple[float, float]:
+    records = journal.records(saga_id)
+    started = records[0]["at"]
+    placed = next(
+        r["at"] for r in records
+        if r["event"]["tag"] == "step_succeeded" and r["event"]["step"] == "place_order"
+    )  # fmt: skip
+    return placed - started, records[-1]["at"] - started
+
+
+def latency(system: ActorSystem, venue: PaperVenue) -> dict[str, Any]:
+    ex = ccxt.binance(venue.ccxt_config("direct-key"))  # its own account: the node's books stay
+    ex.load_markets()
+    journal = SagaJournal(system.storage)
+    direct, place, whole = [], [], []
+    for i in range(LATENCY_ROUNDS):  # interleaved: both see the same conditions
+        price = _price(venue)
+        t0 = time.perf_counter()
+        ex.create_order("BTC/USDT", "limit", "buy", 0.001, float(price),
+                        {"clientOrderId": f"direct-{i}"})  # fmt: skip
+        direct.append(time.perf_counter() - t0)
+        saga_id = f"bench-l-{i:04d}"
+        start_saga(system, BUY, saga_id, buy_input("BTC/USDT", Decimal("0.001"), price))
+        await_saga(system, saga_id, timeout=60)
+        p, w = _place_s(journal, saga_id)
+        place.append(p)
+        whole.append(w)
+    d, p, w = (statistics.median(x) * 1000 for x in (direct, place, whole))
+    return {
+        "rounds": LATENCY_ROUNDS,
+        "ccxt_create_order_ms": round(d, 2),
+        "saga_start_to_placed_ms": round(p, 2),
+        "placement_added_ms": round(p - d, 2),
+        "saga_end_to_end_ms": round(w, 2),
+    }
+
+
+def main() -> dict[str, Any]:
+    with (
+        PaperVenue(
+            seed=7, keys={"paper-key": "paper-secret", "direct-key": "direct-secret"}
+        ) as venue,
+        tempfile.TemporaryDirectory() as tmp,
+        ActorSystem(var_dir=tmp, sync=False) as system,
+    ):
+        node = start_trading(system, _config(), venue)
+        assert node.reconciliation is not None
+        assert node.reconciliation.ok
+        lat = latency(system, venue)
+        thr = throughput(system, venue)
+        balanced = node.ledger_balanced()
+    return {
+        "bench": "trading",
+        "machine": machine(),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other processes share the cores
+        "buy_sagas": thr,
+        "placement_latency": lat,
+        "ledger_balanced": balanced,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))

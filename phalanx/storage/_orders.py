@@ -1,0 +1,348 @@
+"""The idempotency store and order events in LMDB (DESIGN 5 and 6).
+
+``idempotency``: ``order_req_id`` -> the order's record (msgpack), written
+with ``put(overwrite=False)`` BEFORE anything is sent, so two incarnations or
+two actors for one intent can never both believe they placed it.
+``order_events``: ``order_req_id \\x00 <8-byte big-endian seq>`` -> one record
+per change (append-only; the audit trail of one order).
+``order_index``: ``exchange \\x00 symbol \\x00 exchange_order_id`` -> ``order_req_id``
+(venue ids are unique per symbol), so "whose order is this?" is a lookup.
+
+Every write is an op (a pure function of the write transaction) built by an
+``*_op`` function, so a caller can commit it together with its own writes;
+the :class:`OrderStore` methods run them through ``Storage.write_now``.
+Invariant: a record and the event describing its change commit together.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import msgpack
+
+from phalanx.protocols.trading import OrderFill, OrderStatus
+from phalanx.storage._env import Storage, Txn
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "OrderRecord",
+    "OrderStore",
+    "add_fills",
+    "record_fills_op",
+    "register_op",
+    "update_op",
+]
+
+IDEMPOTENCY, EVENTS, INDEX = "idempotency", "order_events", "order_index"
+TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
+ZERO = Decimal(0)
+_SEQ = struct.Struct(">Q")
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """One order's idempotency record (the fields of docs/trading-core.md, plus bookkeeping).
+
+    ``fills`` maps venue trade id -> :class:`OrderFill`; ``sunk`` lists the
+    trade ids already handed to the fill sink (so a restart re-hands only the
+    rest). ``exchange`` and ``notify`` let a restarted node rebuild the intent.
+    """
+
+    order_req_id: str
+    client_order_id: str
+    generation: int
+    status: OrderStatus
+    symbol: str
+    side: str
+    type: str
+    amount: Decimal
+    price: Decimal | None = None
+    exchange_order_id: str | None = None
+    saga_id: str | None = None
+    fills: dict[str, OrderFill] = field(default_factory=dict)
+    filled: Decimal = ZERO
+    fee: Decimal = ZERO
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    external: bool = False
+    exchange: str = "paper"
+    notify: str | None = None
+    cancel_requested: bool = False
+    sunk: tuple[str, ...] = ()
+    version: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        """True once the status is filled, canceled, rejected or expired."""
+        return self.status in TERMINAL_STATUSES
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain msgpack-able data (Decimals as strings)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "fills":
+                value = {k: v.model_dump(mode="json") for k, v in value.items()}
+            elif isinstance(value, Decimal):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> OrderRecord:
+        """Inverse of :meth:`to_wire`; unknown keys (newer writers) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in data.items() if k in names}
+        for name in ("amount", "filled", "fee"):
+            kw[name] = Decimal(kw.get(name) or 0)
+        if kw.get("price") is not None:
+            kw["price"] = Decimal(kw["price"])
+        kw["fills"] = {k: OrderFill.model_validate(v) for k, v in (kw.get("fills") or {}).items()}
+        kw["sunk"] = tuple(kw.get("sunk") or ())
+        return cls(**kw)
+
+
+def _pack(record: OrderRecord) -> bytes:
+    packed: bytes = msgpack.packb(record.to_wire(), use_bin_type=True)
+    return packed
+
+
+def _unpack(raw: bytes | None) -> OrderRecord | None:
+    if raw is None:
+        return None
+    return OrderRecord.from_wire(msgpack.unpackb(bytes(raw), raw=False))
+
+
+def _event_key(order_req_id: str, seq: int) -> bytes:
+    return order_req_id.encode() + b"\x00" + _SEQ.pack(seq)
+
+
+def _put_event(
+    txn: Txn, events: Any, record: OrderRecord, kind: str, detail: dict[str, Any]
+) -> None:
+    entry = {
+        "seq": record.version,
+        "at": record.updated_at,
+        "kind": kind,
+        "status": record.status,
+        "generation": record.generation,
+        "client_order_id": record.client_order_id,
+        "exchange_order_id": record.exchange_order_id,
+        "filled": str(record.filled),
+        **detail,
+    }
+    key = _event_key(record.order_req_id, record.version)
+    txn.put(key, msgpack.packb(entry, use_bin_type=True, default=str), db=events)
+
+
+def _index_key(exchange: str, symbol: str, exchange_order_id: str) -> bytes:
+    # Binance order ids are unique per symbol, so the symbol scopes them.
+    return f"{exchange}\x00{symbol}\x00{exchange_order_id}".encode()
+
+
+def _dbs(storage: Storage) -> tuple[Any, Any, Any]:
+    return storage.db(IDEMPOTENCY), storage.db(EVENTS), storage.db(INDEX)
+
+
+def _put(
+    txn: Txn,
+    dbs: tuple[Any, Any, Any],
+    record: OrderRecord,
+    kind: str,
+    detail: dict[str, Any],
+    *,
+    record_written: bool = False,
+) -> None:
+    """The record, its event and its exchange-id index entry, in the caller's txn."""
+    if not record_written:
+        txn.put(record.order_req_id.encode(), _pack(record), db=dbs[0])
+    _put_event(txn, dbs[1], record, kind, detail)
+    if record.exchange_order_id:
+        key = _index_key(record.exchange, record.symbol, record.exchange_order_id)
+        txn.put(key, record.order_req_id.encode(), db=dbs[2])
+
+
+def register_op(
+    storage: Storage, record: OrderRecord, kind: str = "registered"
+) -> Callable[[Txn], bool]:
+    """Check-and-insert: True if ``record`` was written, False if one existed already."""
+    dbs = _dbs(storage)
+    key = record.order_req_id.encode()
+
+    def op(txn: Txn) -> bool:
+        if not txn.put(key, _pack(record), db=dbs[0], overwrite=False):
+            return False  # the first registration wins; nothing else is written
+        _put(txn, dbs, record, kind, {}, record_written=True)
+        return True
+
+    return op
+
+
+def update_op(
+    storage: Storage,
+    order_req_id: str,
+    change: Callable[[OrderRecord], OrderRecord],
+    kind: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    detail: dict[str, Any] | None = None,
+) -> Callable[[Txn], OrderRecord]:
+    """Read-modify-write: apply ``change`` to the stored record, journal ``kind``.
+
+    Raises ``KeyError`` if there is no record (update never creates one).
+    """
+    dbs = _dbs(storage)
+    key = order_req_id.encode()
+
+    def op(txn: Txn) -> OrderRecord:
+        current = _unpack(txn.get(key, db=dbs[0]))
+        if current is None:
+            raise KeyError(f"no idempotency record for order {order_req_id!r}")
+        new = dataclasses.replace(change(current), version=current.version + 1, updated_at=clock())
+        _put(txn, dbs, new, kind, detail or {})
+        return new
+
+    return op
+
+
+def add_fills(record: OrderRecord, fills: Iterable[OrderFill]) -> OrderRecord:
+    """``record`` with the fills whose trade id it does not hold yet (pure)."""
+    merged = dict(record.fills)
+    for fill in fills:
+        merged.setdefault(fill.trade_id, fill)
+    if len(merged) == len(record.fills):
+        return record
+    filled = sum((f.amount for f in merged.values()), ZERO)
+    fee = sum((f.fee for f in merged.values()), ZERO)
+    return dataclasses.replace(record, fills=merged, filled=filled, fee=fee)
+
+
+def record_fills_op(
+    storage: Storage,
+    order_req_id: str,
+    fills: Iterable[OrderFill],
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Callable[[Txn], tuple[OrderRecord, list[OrderFill]]]:
+    """Journal the new fills (deduplicated by trade id); returns (record, new fills)."""
+    batch = list(fills)
+    dbs = _dbs(storage)
+    key = order_req_id.encode()
+
+    def op(txn: Txn) -> tuple[OrderRecord, list[OrderFill]]:
+        current = _unpack(txn.get(key, db=dbs[0]))
+        if current is None:
+            raise KeyError(f"no idempotency record for order {order_req_id!r}")
+        new = [
+            f for f in {f.trade_id: f for f in batch}.values() if f.trade_id not in current.fills
+        ]
+        if not new:
+            return current, []
+        record = dataclasses.replace(
+            add_fills(current, new), version=current.version + 1, updated_at=clock()
+        )
+        _put(txn, dbs, record, "fills", {"trade_ids": [f.trade_id for f in new]})
+        return record, new
+
+    return op
+
+
+class OrderStore:
+    """Idempotency records and order events over one node's :class:`Storage`."""
+
+    def __init__(self, storage: Storage, *, clock: Callable[[], float] = time.time) -> None:
+        self.storage = storage
+        self.clock = clock
+        self._records = storage.db(IDEMPOTENCY)
+        self._events = storage.db(EVENTS)
+        self._index = storage.db(INDEX)
+
+    def register(self, record: OrderRecord) -> bool:
+        """Insert ``record`` unless one exists for its ``order_req_id`` (True if inserted)."""
+        return bool(self.storage.write_now(register_op(self.storage, record)))
+
+    def update(
+        self,
+        order_req_id: str,
+        change: Callable[[OrderRecord], OrderRecord],
+        kind: str,
+        **detail: Any,
+    ) -> OrderRecord:
+        """Apply ``change`` atomically and journal it as ``kind``; the new record."""
+        op = update_op(self.storage, order_req_id, change, kind, clock=self.clock, detail=detail)
+        return self.storage.write_now(op)
+
+    def record_fills(
+        self, order_req_id: str, fills: Iterable[OrderFill]
+    ) -> tuple[OrderRecord, list[OrderFill]]:
+        """Journal the fills not seen before (by trade id); (record, the new ones)."""
+        return self.storage.write_now(
+            record_fills_op(self.storage, order_req_id, fills, clock=self.clock)
+        )
+
+    def get(self, order_req_id: str) -> OrderRecord | None:
+        """The record of ``order_req_id``, or None."""
+        key, db = order_req_id.encode(), self._records
+        return self.storage.read(lambda txn: _unpack(txn.get(key, db=db)))
+
+    def by_exchange_id(
+        self, exchange: str, symbol: str, exchange_order_id: str
+    ) -> OrderRecord | None:
+        """The record holding venue order ``exchange_order_id`` (an index, not a scan)."""
+        key, index, records = (
+            _index_key(exchange, symbol, exchange_order_id),
+            self._index,
+            self._records,
+        )
+
+        def op(txn: Txn) -> OrderRecord | None:
+            owner = txn.get(key, db=index)
+            return None if owner is None else _unpack(txn.get(owner, db=records))
+
+        return self.storage.read(op)
+
+    def list(
+        self, status: OrderStatus | None = None, *, non_terminal: bool = False
+    ) -> list[OrderRecord]:
+        """Every record (by ``order_req_id``), filtered by status or by not-terminal."""
+        db = self._records
+
+        def op(txn: Txn) -> list[OrderRecord]:
+            out = []
+            for _, raw in txn.cursor(db=db):
+                record = _unpack(raw)
+                assert record is not None
+                if status is not None and record.status != status:
+                    continue
+                if non_terminal and record.terminal:
+                    continue
+                out.append(record)
+            return out
+
+        return self.storage.read(op)
+
+    def events(self, order_req_id: str) -> builtins.list[dict[str, Any]]:
+        """The journaled changes of one order, oldest first."""
+        prefix, db = order_req_id.encode() + b"\x00", self._events
+
+        def op(txn: Txn) -> builtins.list[dict[str, Any]]:
+            out: builtins.list[dict[str, Any]] = []
+            cursor = txn.cursor(db=db)
+            if not cursor.set_range(prefix):
+                return out
+            for key, raw in cursor:
+                if not bytes(key).startswith(prefix):
+                    break
+                out.append(msgpack.unpackb(bytes(raw), raw=False))
+            return out
+
+        return self.storage.read(op)

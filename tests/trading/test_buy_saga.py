@@ -1,0 +1,163 @@
+"""The buy and sell sagas end to end: ActorSystem + trading tree + paper venue over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from phalanx.actors import BUY, SELL, buy_input, sell_input
+from phalanx.actors.saga import await_saga, start_saga
+from phalanx.actors.venue import PaperVenue
+from phalanx.protocols.trading import GetRisk, RiskCheck
+from phalanx.storage._orders import OrderStore
+from phalanx.storage._positions import PositionStore
+from tests.chaos import ACCOUNT, trading_node, venue_totals
+
+
+@pytest.fixture
+def venue() -> Iterator[PaperVenue]:
+    """A paper venue whose prices move only when a test (or a ticker request) steps them."""
+    with PaperVenue(seed=11) as v:
+        yield v
+
+
+def _book(venue: PaperVenue, symbol: str = "BTCUSDT") -> tuple[Decimal, Decimal]:
+    t = venue.engine.ticker(symbol)
+    return Decimal(t["bidPrice"]), Decimal(t["askPrice"])
+
+
+def _reservations(node: object) -> dict[str, str]:
+    return node.system.ask("/risk", GetRisk(), timeout=5.0).reservations  # type: ignore[attr-defined]
+
+
+def test_buy_saga_fills_updates_position_and_ledger_and_releases_funds(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    with trading_node(tmp_path / "var", venue) as node:
+        _, ask = _book(venue)
+        price = (ask * Decimal("1.001")).quantize(Decimal("0.01"))  # marketable: fills at once
+        amount = Decimal("0.002")
+        start_saga(
+            node.system,
+            BUY,
+            "buy-1",
+            buy_input("BTC/USDT", amount, price, filters=node.filters["BTC/USDT"]),
+        )
+        snap = await_saga(node.system, "buy-1", timeout=30.0)
+
+        assert snap.status == "completed", snap
+        assert snap.results["finalize"]["outcome"] == "filled"
+        assert Decimal(snap.results["await_fill"]["filled"]) == amount
+        assert PositionStore(node.system.storage).load("BTC/USDT").quantity == amount
+        assert node.ledger.trial_balance()["difference"] == 0
+        assert node.ledger.verify(venue_totals(venue)) == {}
+        assert "buy-1" not in _reservations(node)
+        record = OrderStore(node.system.storage).get("buy-1")
+        assert record is not None
+        assert record.status == "filled"
+        assert len(venue.engine.accepted) == 1
+
+
+def test_sell_saga_mirrors_the_buy_and_reserves_the_base_asset(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    with trading_node(tmp_path / "var", venue) as node:
+        bid, _ = _book(venue, "ETHUSDT")
+        price = (bid * Decimal("0.999")).quantize(Decimal("0.01"))
+        start_saga(node.system, SELL, "sell-1", sell_input("ETH/USDT", Decimal("0.5"), price))
+        snap = await_saga(node.system, "sell-1", timeout=30.0)
+
+        assert snap.status == "completed", snap
+        assert snap.results["reserve_funds"]["asset"] == "ETH"
+        assert PositionStore(node.system.storage).load("ETH/USDT").quantity == Decimal("-0.5")
+        assert node.ledger.verify(venue_totals(venue)) == {}
+
+
+def test_partial_fill_then_timeout_cancels_and_completes_with_what_filled(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    with trading_node(tmp_path / "var", venue) as node:
+        _, ask = _book(venue)
+        # 0.08 BTC at the ask: the book holds 0.05 per level, so 0.05 fills as taker
+        # and 0.03 rests; no one steps the price, so the rest times out and is canceled.
+        start_saga(node.system, BUY, "partial-1",
+                   buy_input("BTC/USDT", Decimal("0.08"), ask, fill_timeout_s=0.3))  # fmt: skip
+        snap = await_saga(node.system, "partial-1", timeout=30.0)
+
+        assert snap.status == "completed", snap
+        assert snap.results["await_fill"]["status"] == "canceled"
+        assert Decimal(snap.results["await_fill"]["filled"]) == Decimal("0.05")
+        assert snap.results["finalize"]["outcome"] == "partial"
+        assert PositionStore(node.system.storage).load("BTC/USDT").quantity == Decimal("0.05")
+        assert node.ledger.verify(venue_totals(venue)) == {}
+        assert "partial-1" not in _reservations(node)
+
+
+def test_nothing_filled_by_the_timeout_compensates_cancel_and_release(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    with trading_node(tmp_path / "var", venue) as node:
+        bid, _ = _book(venue)
+        price = (bid * Decimal("0.98")).quantize(Decimal("0.01"))  # far below: rests
+        start_saga(node.system, BUY, "rest-1",
+                   buy_input("BTC/USDT", Decimal("0.001"), price, fill_timeout_s=0.2))  # fmt: skip
+        snap = await_saga(node.system, "rest-1", timeout=30.0)
+
+        assert snap.status == "compensated", snap
+        assert snap.steps["place_order"] == "compensated"
+        assert snap.steps["reserve_funds"] == "compensated"
+        assert "NothingFilled" in (snap.error or "")
+        record = OrderStore(node.system.storage).get("rest-1")
+        assert record is not None
+        assert record.status == "canceled"
+        assert venue.engine.open_orders(ACCOUNT, None) == []
+        assert "rest-1" not in _reservations(node)
+        assert node.ledger.verify(venue_totals(venue)) == {}
+
+
+def test_venue_rejecting_the_order_compensates_and_releases_the_reservation(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    # Risk caches the venue balance for an hour, so it approves an order that the
+    # venue then refuses: the funds were locked behind its back by a resting order.
+    with trading_node(tmp_path / "var", venue, risk_options={"balance_ttl_s": 3600.0}) as node:
+        bid, ask = _book(venue)
+        warm = RiskCheck(order_req_id="warm", symbol="BTC/USDT", side="buy",
+                         amount=Decimal("0.001"), price=ask)  # fmt: skip
+        assert node.system.ask("/risk", warm, timeout=5.0).allowed
+        low = (bid * Decimal("0.9")).quantize(Decimal("0.01"))
+        venue.engine.place(ACCOUNT, {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                     "quantity": "2.2", "price": str(low),
+                                     "newClientOrderId": "lock-funds"})  # fmt: skip
+        price = ask.quantize(Decimal("0.01"))
+        start_saga(node.system, BUY, "poor-1", buy_input("BTC/USDT", Decimal("0.5"), price))
+        snap = await_saga(node.system, "poor-1", timeout=30.0)
+
+        assert snap.status == "compensated", snap
+        assert snap.steps["place_order"] == "failed"
+        assert snap.steps["reserve_funds"] == "compensated"
+        assert "OrderRejected" in (snap.error or "")
+        record = OrderStore(node.system.storage).get("poor-1")
+        assert record is not None
+        assert record.status == "rejected"
+        assert "poor-1" not in _reservations(node)
+        assert PositionStore(node.system.storage).load("BTC/USDT").quantity == 0
+
+
+def test_risk_block_fails_the_saga_before_any_reservation_or_order(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    with trading_node(tmp_path / "var", venue) as node:
+        _, ask = _book(venue)
+        # 3 BTC at ~43k is 129k USDT: over the free balance and the exposure limit.
+        start_saga(node.system, BUY, "big-1", buy_input("BTC/USDT", Decimal("3"), ask))
+        snap = await_saga(node.system, "big-1", timeout=30.0)
+
+        assert snap.status == "compensated", snap
+        assert snap.steps["risk_check"] == "failed"
+        assert snap.steps["reserve_funds"] == "pending"
+        assert "RiskBlocked" in (snap.error or "")
+        assert venue.engine.accepted == []
