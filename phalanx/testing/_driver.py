@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from phalanx.actors import TradingNode
@@ -20,9 +20,11 @@ class InProcessDriver:
 
     ``trading`` (the :class:`TradingNode` of ``start_trading``) lets
     :meth:`verdict` stop the strategy and wait up to ``settle_timeout`` s for
-    running sagas first. A node SIGKILL cannot be done to one's own process:
-    ``sigkill_and_restart`` raises :class:`ChaosUnsupported` (the campaign
-    records it as skipped); the control-socket driver does it for real.
+    running sagas first; ``quiesce`` is called before that (stop your own
+    workload there, so nothing new starts while the verdict is taken). A node
+    SIGKILL cannot be done to one's own process: ``sigkill_and_restart``
+    raises :class:`ChaosUnsupported` (the campaign records it as skipped);
+    the control-socket driver does it for real.
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class InProcessDriver:
         settle_timeout: float = 30.0,
         saga_ids: Iterable[str] | None = None,
         skip: Iterable[str] = (),
+        quiesce: Callable[[], object] | None = None,
     ) -> None:
         self.system = system
         self.venue = venue
@@ -43,6 +46,7 @@ class InProcessDriver:
         self.settle_timeout = settle_timeout
         self.saga_ids = saga_ids
         self.skip = tuple(skip)
+        self.quiesce = quiesce
         self.settled: bool | None = None  # set by verdict(): did the sagas finish in time?
 
     def list_paths(self) -> list[str]:
@@ -76,7 +80,9 @@ class InProcessDriver:
         )
 
     def verdict(self) -> Verdict:
-        """Clear venue faults, stop the strategy, wait for sagas (bounded), check all."""
+        """Clear venue faults, quiesce, stop the strategy, wait for sagas (bounded), check all."""
+        if self.quiesce is not None:
+            self.quiesce()
         if self.venue is not None:
             self.venue.clear_faults()
         if self.trading is not None:
