@@ -45,10 +45,9 @@ from phalanx.testing._invariants import (
     check_no_duplicate_intents,
     check_positions_match_fills,
     check_sagas_terminal,
-    venue_fills,
-    venue_totals,
 )
 from phalanx.testing._monkey import ChaosMonkey, Kill, choose_target, matching
+from phalanx.testing._venue_state import VenueState
 from phalanx.testing._verdict import (
     INVARIANTS,
     Verdict,
@@ -79,6 +78,7 @@ __all__ = [
     "InvariantResult",
     "InvariantViolation",
     "Kill",
+    "VenueState",
     "Verdict",
     "assert_conservation",
     "assert_ledger_balanced",
@@ -100,8 +100,6 @@ __all__ = [
     "plan_campaign",
     "run_campaign",
     "trading_config",
-    "venue_fills",
-    "venue_totals",
 ]
 
 

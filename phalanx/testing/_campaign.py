@@ -25,9 +25,10 @@ control-socket driver for ``phalanx chaos`` maps each method to the node):
   again on the same var dir, wait for its control socket; raise
   :class:`ChaosUnsupported` if it cannot;
 - ``verdict()``: end the chaos (``DELETE /__venue/faults``), stop the
-  strategy, wait (bounded) for running sagas, stop the node, then
-  ``check_all(Storage(var/state.lmdb, readonly=True), ...)`` with the venue's
-  ``/__venue/orders`` and balances (the checkers take plain data too).
+  strategy, wait (bounded) for running sagas, take the conservation counters
+  (control command ``metrics``: ``counters``), stop the node, then
+  ``check_all(Storage(var/state.lmdb, readonly=True), VenueState.fetch(url))``
+  and add the conservation result (``Verdict.of([...])`` merges results).
 """
 
 from __future__ import annotations

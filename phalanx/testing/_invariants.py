@@ -29,6 +29,7 @@ from phalanx.runtime import ActorSystem
 from phalanx.storage import Ledger, Storage
 from phalanx.storage._journal import SagaJournal
 from phalanx.storage._positions import PositionStore
+from phalanx.testing._venue_state import VenueState
 
 __all__ = [
     "DEFAULT_ACCOUNT",
@@ -40,8 +41,6 @@ __all__ = [
     "check_no_duplicate_intents",
     "check_positions_match_fills",
     "check_sagas_terminal",
-    "venue_fills",
-    "venue_totals",
 ]
 
 DEFAULT_ACCOUNT = "paper-key"
@@ -79,6 +78,10 @@ class InvariantViolation(AssertionError):
         self.result = result
 
 
+def _decimals(values: Mapping[str, Decimal | str]) -> dict[str, Decimal]:
+    return {k: Decimal(str(v)) for k, v in values.items()}
+
+
 def _storage(source: ActorSystem | Storage) -> Storage:
     return source.storage if isinstance(source, ActorSystem) else source
 
@@ -113,9 +116,15 @@ def check_conservation(system: ActorSystem, *, timeout: float = 5.0) -> Invarian
 # --- 2. no duplicate intents --------------------------------------------------------
 
 
-def _accepted(source: PaperVenue | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+Accepted = PaperVenue | VenueState | Iterable[Mapping[str, Any]]
+Holdings = PaperVenue | VenueState | Mapping[str, Decimal | str]
+
+
+def _accepted(source: Accepted, account: str) -> list[Mapping[str, Any]]:
     if isinstance(source, PaperVenue):
-        return list(source.engine.accepted)
+        return list(VenueState.of(source, account).accepted)
+    if isinstance(source, VenueState):
+        return list(source.accepted)
     return list(source)
 
 
@@ -133,21 +142,24 @@ def _intent_names(intents: Iterable[str] | ActorSystem | Storage | None) -> dict
 
 
 def check_no_duplicate_intents(
-    accepted: PaperVenue | Iterable[Mapping[str, Any]],
+    accepted: Accepted,
     intents: Iterable[str] | ActorSystem | Storage | None = None,
+    *,
+    account: str = DEFAULT_ACCOUNT,
 ) -> InvariantResult:
     """No intent has two venue-accepted orders (DESIGN 8.2).
 
-    ``accepted`` is the venue (or its ``GET /__venue/orders`` list, each with
-    ``clientOrderId``). ``intents`` (order_req_ids, or a system/storage whose
-    idempotency records name them) turns client-id prefixes back into intent
-    names; an intent it cannot name is reported by its prefix. Orders whose
-    client id is not ours (``px-...``) are counted as ``foreign``, not judged.
+    ``accepted`` is the venue, a :class:`VenueState`, or a list of orders each
+    with ``clientOrderId`` (``GET /__venue/orders``). ``intents``
+    (order_req_ids, or a system/storage whose idempotency records name them)
+    turns client-id prefixes back into intent names; an intent it cannot
+    name is reported by its prefix. Orders whose client id is not ours
+    (``px-...``) are counted as ``foreign``, not judged.
     """
     names = _intent_names(intents)
     groups: dict[str, list[str]] = {}
     foreign = 0
-    orders = _accepted(accepted)
+    orders = _accepted(accepted, account)
     for order in orders:
         cid = str(order.get("clientOrderId", ""))
         m = _CLIENT_ID.match(cid)
@@ -226,30 +238,21 @@ def check_ledger_balanced(source: ActorSystem | Storage | Ledger) -> InvariantRe
     return InvariantResult("ledger_balanced", tb["difference"] == 0, details)
 
 
-def venue_totals(venue: PaperVenue, account: str = DEFAULT_ACCOUNT) -> dict[str, Decimal]:
-    """Free + locked per asset of ``account`` at the embedded venue."""
-    return {
-        asset: Decimal(v["free"]) + Decimal(v["locked"])
-        for asset, v in venue.engine.balances(account).items()
-    }
-
-
 def check_ledger_matches_venue(
     source: ActorSystem | Storage | Ledger,
-    venue: PaperVenue | Mapping[str, Decimal | str],
+    venue: Holdings,
     *,
     account: str = DEFAULT_ACCOUNT,
 ) -> InvariantResult:
     """``Ledger.verify`` against the venue's balances is empty (DESIGN 8.4).
 
-    ``venue`` is the embedded venue or a ``{asset: total}`` mapping (free +
-    locked). ``details["differences"]`` is ledger - venue per asset.
+    ``venue`` is the embedded venue, a :class:`VenueState`, or a
+    ``{asset: total}`` mapping (free + locked). ``details["differences"]`` is
+    ledger - venue per asset.
     """
-    totals = (
-        venue_totals(venue, account)
-        if isinstance(venue, PaperVenue)
-        else {a: Decimal(str(v)) for a, v in venue.items()}
-    )
+    if isinstance(venue, PaperVenue):
+        venue = VenueState.of(venue, account)
+    totals = venue.totals if isinstance(venue, VenueState) else _decimals(venue)
     try:
         diff = _ledger(source).verify(totals)
     except StorageError:
@@ -263,36 +266,21 @@ def check_ledger_matches_venue(
 # --- 5. positions ---------------------------------------------------------------------
 
 
-def venue_fills(venue: PaperVenue, account: str = DEFAULT_ACCOUNT) -> dict[str, Decimal]:
-    """Signed sum of ``account``'s venue fills per ccxt symbol (``BTC/USDT``)."""
-    out: dict[str, Decimal] = {}
-    for market in venue.engine.markets():
-        trades = venue.engine.my_trades(account, market.symbol)
-        if trades:
-            total = sum(
-                (Decimal(t["qty"]) if t["isBuyer"] else -Decimal(t["qty"]) for t in trades), ZERO
-            )
-            out[f"{market.base}/{market.quote}"] = total
-    return out
-
-
 def check_positions_match_fills(
     source: ActorSystem | Storage,
-    venue: PaperVenue | Mapping[str, Decimal | str],
+    venue: Holdings,
     *,
     account: str = DEFAULT_ACCOUNT,
 ) -> InvariantResult:
     """Each stored position's quantity equals the signed sum of its venue fills.
 
-    ``venue`` is the embedded venue or ``{symbol: signed filled quantity}``.
-    Every symbol with a position or a fill is compared; ``details["gaps"]``
-    is position - fills per symbol.
+    ``venue`` is the embedded venue, a :class:`VenueState`, or
+    ``{symbol: signed filled quantity}``. Every symbol with a position or a
+    fill is compared; ``details["gaps"]`` is position - fills per symbol.
     """
-    fills = (
-        venue_fills(venue, account)
-        if isinstance(venue, PaperVenue)
-        else {s: Decimal(str(q)) for s, q in venue.items()}
-    )
+    if isinstance(venue, PaperVenue):
+        venue = VenueState.of(venue, account)
+    fills = venue.fills if isinstance(venue, VenueState) else _decimals(venue)
     try:
         store = PositionStore(_storage(source))
         positions = {s: store.load(s).quantity for s in store.symbols()}

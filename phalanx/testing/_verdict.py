@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,8 @@ from phalanx.runtime import ActorSystem
 from phalanx.storage import Ledger, Storage
 from phalanx.testing._invariants import (
     DEFAULT_ACCOUNT,
+    Accepted,
+    Holdings,
     InvariantResult,
     check_conservation,
     check_ledger_balanced,
@@ -20,6 +22,7 @@ from phalanx.testing._invariants import (
     check_positions_match_fills,
     check_sagas_terminal,
 )
+from phalanx.testing._venue_state import VenueState
 
 __all__ = [
     "INVARIANTS",
@@ -93,7 +96,7 @@ class Verdict:
 
 def check_all(
     system: ActorSystem | Storage,
-    venue: PaperVenue | None = None,
+    venue: PaperVenue | VenueState | None = None,
     *,
     account: str = DEFAULT_ACCOUNT,
     saga_ids: Iterable[str] | None = None,
@@ -103,8 +106,10 @@ def check_all(
     """Check DESIGN section 8 on a node (and its venue); a JSON-serialisable :class:`Verdict`.
 
     ``system`` is a live :class:`ActorSystem` (conservation is checked too) or
-    a storage opened after the node stopped. Without ``venue`` only the
-    node-side invariants run (sagas terminal, ledger balanced). ``skip``
+    a storage opened after the node stopped. ``venue`` is the embedded venue
+    or a :class:`VenueState` (e.g. ``VenueState.fetch(url)`` from outside);
+    without it only the node-side invariants run (sagas terminal, ledger
+    balanced). ``skip``
     names invariants not to check (e.g. ``ledger_matches_venue`` for a node
     that never reconciled an opening balance).
     """
@@ -112,27 +117,19 @@ def check_all(
     unknown = skipped - set(INVARIANTS)
     if unknown:
         raise ValueError(f"unknown invariant(s) {sorted(unknown)}; valid: {list(INVARIANTS)}")
+    state = VenueState.of(venue, account) if isinstance(venue, PaperVenue) else venue
     checks: list[tuple[str, Callable[[], InvariantResult]]] = []
     if isinstance(system, ActorSystem):
         live = system
         checks.append(("conservation", lambda: check_conservation(live, timeout=quiesce_timeout)))
-    if venue is not None:
-        checks.append(("no_duplicate_intents", lambda: check_no_duplicate_intents(venue, system)))
+    if state is not None:
+        seen = state
+        checks.append(("no_duplicate_intents", lambda: check_no_duplicate_intents(seen, system)))
     checks.append(("sagas_terminal", lambda: check_sagas_terminal(system, saga_ids)))
     checks.append(("ledger_balanced", lambda: check_ledger_balanced(system)))
-    if venue is not None:
-        checks.append(
-            (
-                "ledger_matches_venue",
-                lambda: check_ledger_matches_venue(system, venue, account=account),
-            )
-        )
-        checks.append(
-            (
-                "positions_match_fills",
-                lambda: check_positions_match_fills(system, venue, account=account),
-            )
-        )
+    if state is not None:
+        checks.append(("ledger_matches_venue", lambda: check_ledger_matches_venue(system, seen)))
+        checks.append(("positions_match_fills", lambda: check_positions_match_fills(system, seen)))
     return Verdict.of(run() for name, run in checks if name not in skipped)
 
 
@@ -145,11 +142,13 @@ def assert_conservation(system: ActorSystem, *, timeout: float = 5.0) -> Invaria
 
 
 def assert_no_duplicate_intents(
-    accepted: PaperVenue | Iterable[Mapping[str, Any]],
+    accepted: Accepted,
     intents: Iterable[str] | ActorSystem | Storage | None = None,
+    *,
+    account: str = DEFAULT_ACCOUNT,
 ) -> InvariantResult:
     """:func:`check_no_duplicate_intents`, raising :class:`InvariantViolation` if it fails."""
-    return check_no_duplicate_intents(accepted, intents).check()
+    return check_no_duplicate_intents(accepted, intents, account=account).check()
 
 
 def assert_sagas_terminal(
@@ -166,7 +165,7 @@ def assert_ledger_balanced(source: ActorSystem | Storage | Ledger) -> InvariantR
 
 def assert_ledger_matches_venue(
     source: ActorSystem | Storage | Ledger,
-    venue: PaperVenue | Mapping[str, Any],
+    venue: Holdings,
     *,
     account: str = DEFAULT_ACCOUNT,
 ) -> InvariantResult:
@@ -176,7 +175,7 @@ def assert_ledger_matches_venue(
 
 def assert_positions_match_fills(
     source: ActorSystem | Storage,
-    venue: PaperVenue | Mapping[str, Any],
+    venue: Holdings,
     *,
     account: str = DEFAULT_ACCOUNT,
 ) -> InvariantResult:
