@@ -36,6 +36,7 @@ __all__ = [
     "InvariantResult",
     "InvariantViolation",
     "check_conservation",
+    "check_counters",
     "check_ledger_balanced",
     "check_ledger_matches_venue",
     "check_no_duplicate_intents",
@@ -89,28 +90,45 @@ def _storage(source: ActorSystem | Storage) -> Storage:
 # --- 1. conservation ---------------------------------------------------------------
 
 
+def _gap(c: Mapping[str, int]) -> int:
+    return int(c["sent"]) - sum(
+        int(c[k]) for k in ("handled", "dead_lettered", "queued", "journaled")
+    )
+
+
+def check_counters(counters: Mapping[str, int]) -> InvariantResult:
+    """Conservation on one reading of ``system.counters()`` (e.g. from ``ctl metrics``).
+
+    ``details`` carry the counters and the gap (positive: messages
+    unaccounted for; negative: counted twice).
+    """
+    gap = _gap(counters)
+    details: dict[str, Any] = {**counters, "gap": gap}
+    if gap > 0:
+        details["violation"] = (
+            f"{gap} message(s) neither handled, dead-lettered, queued nor journaled"
+        )
+    elif gap < 0:
+        details["violation"] = f"{-gap} message(s) counted twice"
+    return InvariantResult("conservation", gap == 0, details)
+
+
 def check_conservation(system: ActorSystem, *, timeout: float = 5.0) -> InvariantResult:
     """sent == handled + dead_lettered + queued + journaled, once quiescent.
 
     A message being handled is counted as sent but not yet handled, so the
     check polls ``system.counters()`` (every 10 ms, at most ``timeout`` s)
-    until the books close; ``details`` carry the last counters and the gap
-    (positive: messages unaccounted for; negative: counted twice).
+    until the books close, then judges the last reading (:func:`check_counters`).
     """
     deadline = time.monotonic() + timeout
-    while True:
-        c = system.counters()
-        gap = c["sent"] - (c["handled"] + c["dead_lettered"] + c["queued"] + c["journaled"])
-        if gap == 0 or time.monotonic() >= deadline:
-            break
+    counters = system.counters()
+    while _gap(counters) and time.monotonic() < deadline:
         time.sleep(0.01)  # sleep-ok: bounded polling for quiescence, no event to wait on
-    details: dict[str, Any] = {**c, "gap": gap}
-    if gap:
-        details["violation"] = (
-            f"{gap} message(s) neither handled, dead-lettered, queued nor journaled "
-            f"after {timeout}s" if gap > 0 else f"{-gap} message(s) counted twice"
-        )  # fmt: skip
-    return InvariantResult("conservation", gap == 0, details)
+        counters = system.counters()
+    result = check_counters(counters)
+    if not result.ok:
+        result.details["violation"] += f" after waiting {timeout}s for quiescence"
+    return result
 
 
 # --- 2. no duplicate intents --------------------------------------------------------

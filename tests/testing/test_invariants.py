@@ -26,6 +26,7 @@ from phalanx.testing import (
     assert_no_duplicate_intents,
     check_all,
     check_conservation,
+    check_counters,
     check_ledger_balanced,
     check_ledger_matches_venue,
     check_no_duplicate_intents,
@@ -231,3 +232,13 @@ def test_check_all_names_each_violated_invariant(
 def test_check_all_refuses_an_unknown_invariant_name(actor_system: ActorSystem) -> None:
     with pytest.raises(ValueError, match="ledger_balance"):
         check_all(actor_system, skip=["ledger_balance"])
+
+
+def test_a_counters_reading_from_outside_is_judged_the_same_way() -> None:
+    good = {"sent": 10, "handled": 7, "dead_lettered": 2, "queued": 1, "journaled": 0}
+    assert check_counters(good).ok
+    lost = check_counters({**good, "handled": 5})
+    assert not lost.ok
+    assert lost.details["gap"] == 2
+    twice = check_counters({**good, "handled": 9})
+    assert "2 message(s) counted twice" in twice.details["violation"]
