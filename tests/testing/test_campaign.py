@@ -277,4 +277,4 @@ def test_a_long_in_process_campaign_passes(tmp_path: Path) -> None:
     verdict, launched = _campaign(tmp_path, 17, plan)
     assert verdict.ok, verdict.dumps(indent=1)
     assert verdict.campaign["kills"] >= 200
-    assert launched >= 50
+    assert launched >= 20  # faults cost ~1 s of a saga each (bans, held requests)
