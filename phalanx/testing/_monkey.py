@@ -25,7 +25,7 @@ __all__ = ["ChaosMonkey", "Kill", "choose_target", "matching"]
 
 @dataclass(frozen=True)
 class Kill:
-    """One kill: the path, seconds since the monkey started, the incarnation it ended."""
+    """One kill: path, seconds since the monkey started, the incarnation live when it was sent."""
 
     seq: int
     path: str

@@ -109,9 +109,9 @@ def check_all(
     a storage opened after the node stopped. ``venue`` is the embedded venue
     or a :class:`VenueState` (e.g. ``VenueState.fetch(url)`` from outside);
     without it only the node-side invariants run (sagas terminal, ledger
-    balanced). ``skip``
-    names invariants not to check (e.g. ``ledger_matches_venue`` for a node
-    that never reconciled an opening balance).
+    balanced). ``skip`` names invariants not to check (e.g.
+    ``ledger_matches_venue`` for a node that never reconciled an opening
+    balance).
     """
     skipped = set(skip)
     unknown = skipped - set(INVARIANTS)
