@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.actors import TickerPrinter, TradingNode, spawn_demo, start_exchanges, start_trading
+from phalanx.actors._alerting import start_observability
 from phalanx.actors.venue import PaperVenue
 from phalanx.errors import ConfigError
 from phalanx.protocols.exchange import SubscribeTicker
@@ -225,9 +226,13 @@ def run(args: argparse.Namespace) -> int:
                                auto_step_s=config.venue.step_s).start()  # fmt: skip
         with system:
             (var_dir / "node.pid").write_text(f"{os.getpid()}\n")
+            # Right after start, so event counts cover the whole run; it stops with the node.
+            observability = start_observability(system, config.metrics, config.alerts)
             print(f"phalanx node up: var={var_dir.resolve()}", flush=True)
             print(f"  logs:   {(var_dir / 'logs').resolve()}", flush=True)
             print(f"  state:  {(var_dir / 'state.lmdb').resolve()}", flush=True)
+            if observability.server is not None:
+                print(f"  metrics: {observability.server.url}", flush=True)
             if archived is not None:
                 print(f"  (the embedded venue starts a fresh account each run: the previous "
                       f"state is kept in {archived})", flush=True)  # fmt: skip
