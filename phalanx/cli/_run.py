@@ -18,6 +18,7 @@ from phalanx.errors import ConfigError
 from phalanx.protocols.exchange import SubscribeTicker
 from phalanx.runtime import ActorSystem
 from phalanx.runtime._config import ExchangeConfig, NodeConfig, VenueConfig, load_config
+from phalanx.runtime._control import ControlServer
 
 __all__ = ["add_parser", "build_summary"]
 
@@ -124,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
             _start_exchanges(system, config, venue)
             if args.duration:
                 print(f"  runs for {args.duration}s (Ctrl-C stops sooner)", flush=True)
-            stop.wait(args.duration)
+            with ControlServer(system, var_dir / "control.sock", on_shutdown=stop.set) as control:
+                print(f"  control: {control.path.resolve()}", flush=True)
+                stop.wait(args.duration)
             print("phalanx: shutting down in order", flush=True)
         # Counters are final only once every actor has stopped.
         summary = build_summary(system, started)
