@@ -248,6 +248,8 @@ def _tell(session: Session, args: _Tell) -> Any:
         raise ControlError("shutting_down", "the node is shutting down: nothing can be delivered")
     _audit(session, "tell", path=args.path, type=args.type)
     queued = system.post.send(args.path, Envelope.outgoing(message, sender=CONTROL_SENDER))
+    if not queued:
+        system.storage.flush()  # the reply says "dead-lettered": make it visible to dlq ls
     return {"path": args.path, "type": args.type, "queued": queued, "dead_lettered": not queued}
 
 
