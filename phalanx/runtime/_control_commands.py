@@ -301,6 +301,7 @@ def _restart(session: Session, args: _Path) -> Any:
     sup = _parent_supervisor(system, args.path)
     cell = system._cells.get(args.path)
     if sup is not None:
+        _check_spec_kept(system, sup, args.path)
         if cell is not None and cell.status != "stopped":
             sup.terminate_child(args.path)
         ref = sup.restart_child(args.path)
@@ -312,6 +313,20 @@ def _restart(session: Session, args: _Path) -> Any:
     system.stop(args.path)
     system.spawn(factory, args.path, *pos, mailbox=mailbox, retry=retry, decider=decider, **kw)
     return {"path": args.path, "restarted": True, "via": "/"}
+
+
+def _check_spec_kept(system: ActorSystem, sup: SupervisorRef, path: str) -> None:
+    """Refuse a restart that would lose the child: OTP forgets temporary and dynamic specs."""
+    parent = system._cells[sup.path].actor
+    entry = next((c for c in sup.which_children() if c["path"] == path), None)
+    if entry is None:
+        raise ControlError("not_found", f"{sup.path} has no child {path}")
+    if entry["restart"] == "temporary" or getattr(parent, "strategy", None) == "simple_one_for_one":
+        raise ControlError(
+            "conflict",
+            f"{path} is a temporary or dynamic child: its spec is not kept, so a restart "
+            "would lose it (kill restarts it only if its restart type allows)",
+        )
 
 
 def _breakers(session: Session, args: _NoArgs) -> Any:

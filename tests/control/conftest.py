@@ -40,7 +40,8 @@ poll_symbols = []
 class Echo(Actor):
     """Answers asks with what it got; counts what it handled."""
 
-    def on_start(self) -> None:
+    def __init__(self) -> None:
+        super().__init__()
         self.seen: list[Any] = []
 
     def on_receive(self, message: Any) -> Any:
