@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from phalanx import Actor, ActorSystem, Breaker, ChildSpec, Message
+from phalanx.cli import main
 from phalanx.cli._client import ControlClient
 from phalanx.protocols.control import ControlError
 from phalanx.runtime._control import ControlServer
@@ -248,3 +250,15 @@ def test_commands_lists_every_command_with_help(client: ControlClient) -> None:
     expected = {"tree", "ps", "inspect", "tell", "ask", "kill", "restart", "stop", "breakers",
                 "metrics", "health", "events", "shutdown", "dlq.ls", "dlq.redrive"}  # fmt: skip
     assert expected <= names.keys()
+
+
+def test_ctl_events_prints_json_lines(
+    server: ControlServer, ctl_system: ActorSystem, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctl_system.events.publish("probe_ctl", "/svc/a", n=1)
+    ctl_system.events.publish("probe_ctl", "/echo", n=2)
+    var = str(server.path.parent)
+    argv = ["ctl", "--var-dir", var, "--json", "events", "--kind", "probe_ctl", "--path", "/svc/*"]
+    assert main([*argv, "--history", "5", "--count", "1"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["n"] == 1

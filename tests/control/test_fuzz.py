@@ -125,17 +125,9 @@ def _connect(server: ControlServer, hello: bool) -> socket.socket:
     return sock
 
 
-@settings(
-    max_examples=120,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(data=st.binary(max_size=600), hello=st.booleans())
-def test_random_bytes_never_hurt_the_node(
-    fuzz_server: ControlServer, data: bytes, hello: bool
-) -> None:
-    before = _before(fuzz_server)
-    sock = _connect(fuzz_server, hello)
+def _bytes_case(server: ControlServer, data: bytes, hello: bool) -> None:
+    before = _before(server)
+    sock = _connect(server, hello)
     try:
         sock.sendall(data)
         _drain_replies(sock)
@@ -143,29 +135,18 @@ def test_random_bytes_never_hurt_the_node(
         pass  # the node may close first (oversized header): that is allowed
     finally:
         sock.close()
-    _check_alive(fuzz_server, before)
+    _check_alive(server, before)
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    frames=st.lists(_frames, min_size=1, max_size=6),
-    hello=st.booleans(),
-    cut=st.none() | st.integers(min_value=0, max_value=64),
-    lie=st.none() | st.integers(min_value=0, max_value=2**32 - 1),
-)
-def test_random_frames_get_replies_and_leave_the_tree_unchanged(
-    fuzz_server: ControlServer,
+def _frames_case(
+    server: ControlServer,
     frames: list[dict[str, Any]],
     hello: bool,
     cut: int | None,
     lie: int | None,
 ) -> None:
-    before = _before(fuzz_server)
-    sock = _connect(fuzz_server, hello)
+    before = _before(server)
+    sock = _connect(server, hello)
     try:
         for frame in frames:
             body = msgpack.packb(frame, use_bin_type=True)
@@ -179,4 +160,63 @@ def test_random_frames_get_replies_and_leave_the_tree_unchanged(
         pass
     finally:
         sock.close()
-    _check_alive(fuzz_server, before)
+    _check_alive(server, before)
+
+
+def _fuzz(examples: int) -> Any:
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+_bytes = {"data": st.binary(max_size=600), "hello": st.booleans()}
+_framed = {
+    "frames": st.lists(_frames, min_size=1, max_size=6),
+    "hello": st.booleans(),
+    "cut": st.none() | st.integers(min_value=0, max_value=64),
+    "lie": st.none() | st.integers(min_value=0, max_value=2**32 - 1),
+}
+
+
+@_fuzz(50)
+@given(**_bytes)
+def test_random_bytes_never_hurt_the_node(
+    fuzz_server: ControlServer, data: bytes, hello: bool
+) -> None:
+    _bytes_case(fuzz_server, data, hello)
+
+
+@_fuzz(60)
+@given(**_framed)
+def test_random_frames_get_replies_and_leave_the_tree_unchanged(
+    fuzz_server: ControlServer,
+    frames: list[dict[str, Any]],
+    hello: bool,
+    cut: int | None,
+    lie: int | None,
+) -> None:
+    _frames_case(fuzz_server, frames, hello, cut, lie)
+
+
+@pytest.mark.slow
+@_fuzz(1000)
+@given(**_bytes)
+def test_random_bytes_never_hurt_the_node_long(
+    fuzz_server: ControlServer, data: bytes, hello: bool
+) -> None:
+    _bytes_case(fuzz_server, data, hello)
+
+
+@pytest.mark.slow
+@_fuzz(1500)
+@given(**_framed)
+def test_random_frames_leave_the_tree_unchanged_long(
+    fuzz_server: ControlServer,
+    frames: list[dict[str, Any]],
+    hello: bool,
+    cut: int | None,
+    lie: int | None,
+) -> None:
+    _frames_case(fuzz_server, frames, hello, cut, lie)

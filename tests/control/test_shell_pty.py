@@ -73,7 +73,7 @@ def shell(server: ControlServer) -> Iterator[Pty]:
     child.close()
 
 
-def test_shell_renders_tree_ps_and_inspect(shell: Pty) -> None:
+def test_shell_renders_tree_ps_and_inspect_and_survives_errors(shell: Pty) -> None:
     shell.expect("attached to node 'ctl'", "phalanx> ")
     shell.send("tree\r")
     out = shell.expect("/svc/b", "phalanx> ")
@@ -88,21 +88,7 @@ def test_shell_renders_tree_ps_and_inspect(shell: Pty) -> None:
     out = shell.expect("recent failures", "phalanx> ")
     assert "introspect()" in out
     assert '"class": "Echo"' in out
-
-
-def test_shell_completes_commands_and_actor_paths(shell: Pty) -> None:
-    shell.expect("phalanx> ")
-    shell.send("insp\t")
-    shell.expect("inspect")
-    shell.send(" /sv\t")  # (libedit and GNU readline differ on the appended space)
-    shell.expect("/svc")
-    shell.send("/a\r")
-    out = shell.expect("recent failures", "phalanx> ")
-    assert "/svc/a" in out
-
-
-def test_shell_survives_typos_and_errors(shell: Pty) -> None:
-    shell.expect("phalanx> ")
+    # A typo, an error reply and bad JSON each print one error; the session goes on.
     shell.send("frobnicate\r")
     shell.expect("error:", "phalanx> ")
     shell.send("inspect /nope\r")
@@ -112,6 +98,22 @@ def test_shell_survives_typos_and_errors(shell: Pty) -> None:
     shell.expect("not valid JSON", "phalanx> ")
     shell.send("ps\r")
     shell.expect("4 actors", "phalanx> ")
+
+
+def test_shell_completes_commands_and_actor_paths_and_ends_on_eof(
+    shell: Pty, server: ControlServer
+) -> None:
+    shell.expect("phalanx> ")
+    shell.send("insp\t")
+    shell.expect("inspect")
+    shell.send(" /sv\t")  # (libedit and GNU readline differ on the appended space)
+    shell.expect("/svc")
+    shell.send("/a\r")
+    out = shell.expect("recent failures", "phalanx> ")
+    assert "/svc/a" in out
+    shell.send("\x04")  # Ctrl-D
+    assert shell.proc.wait(30) == 0
+    assert RawClient(server.path).call("tree")["ok"] is True
 
 
 def test_exit_leaves_the_node_running_and_keeps_history(shell: Pty, server: ControlServer) -> None:
@@ -126,10 +128,3 @@ def test_exit_leaves_the_node_running_and_keeps_history(shell: Pty, server: Cont
     history = server.path.parent / "shell_history"
     assert "ps" in history.read_text().split()
     assert stat.S_IMODE(os.stat(history).st_mode) == 0o600
-
-
-def test_eof_leaves_the_shell_too(shell: Pty, server: ControlServer) -> None:
-    shell.expect("phalanx> ")
-    shell.send("\x04")  # Ctrl-D
-    assert shell.proc.wait(30) == 0
-    assert RawClient(server.path).call("tree")["ok"] is True
