@@ -62,35 +62,37 @@ def timed(fn: Callable[[], Any], runs: int) -> dict[str, float]:
 
 def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryDirectory(prefix="phx-bench-", dir="/tmp") as tmp:
-        with ActorSystem(name="bench", var_dir=tmp, sync=False) as system:
-            started = time.perf_counter()
-            for i in range(ACTORS):
-                system.spawn(Idle, f"/bench/a{i:05d}" if i % 2 else f"/b{i:05d}")
-            spawn_s = time.perf_counter() - started
-            with (
-                ControlServer(system, Path(tmp) / "control.sock") as server,
-                ControlClient(server.path) as client,
-            ):
-                assert len(client.call("ps")) == ACTORS
-                baseline = timed(lambda: [system.stats(p) for p in system.paths()], RUNS)
-                round_trip = timed(lambda: client.call("ps"), RUNS)
-                by_depth = timed(lambda: client.call("ps", sort="depth"), RUNS)
-                ctl = timed(
-                    lambda: subprocess.run(
-                        [sys.executable, "-m", "phalanx", "ctl", "--var-dir", tmp, "--json", "ps"],
-                        env=env,
-                        check=True,
-                        capture_output=True,
-                    ),
-                    SUBPROCESS_RUNS,
-                )
-                imports = timed(
-                    lambda: subprocess.run(
-                        [sys.executable, "-c", "import phalanx.cli"], env=env, check=True
-                    ),
-                    SUBPROCESS_RUNS,
-                )
+    with (
+        tempfile.TemporaryDirectory(prefix="phx-bench-", dir="/tmp") as tmp,
+        ActorSystem(name="bench", var_dir=tmp, sync=False) as system,
+    ):
+        started = time.perf_counter()
+        for i in range(ACTORS):
+            system.spawn(Idle, f"/bench/a{i:05d}" if i % 2 else f"/b{i:05d}")
+        spawn_s = time.perf_counter() - started
+        with (
+            ControlServer(system, Path(tmp) / "control.sock") as server,
+            ControlClient(server.path) as client,
+        ):
+            assert len(client.call("ps")) == ACTORS
+            baseline = timed(lambda: [system.stats(p) for p in system.paths()], RUNS)
+            round_trip = timed(lambda: client.call("ps"), RUNS)
+            by_depth = timed(lambda: client.call("ps", sort="depth"), RUNS)
+            ctl = timed(
+                lambda: subprocess.run(
+                    [sys.executable, "-m", "phalanx", "ctl", "--var-dir", tmp, "--json", "ps"],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                ),
+                SUBPROCESS_RUNS,
+            )
+            imports = timed(
+                lambda: subprocess.run(
+                    [sys.executable, "-c", "import phalanx.cli"], env=env, check=True
+                ),
+                SUBPROCESS_RUNS,
+            )
     print(
         json.dumps(
             {
