@@ -123,6 +123,7 @@ class ControlServer:
                 f"Unix sockets allow {_UNIX_PATH_MAX}: use a shorter --var-dir"
             )
         self._clear_stale()
+        self.health = HealthState(self.system)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             # umask is process-wide: the lock keeps two servers from interleaving,
@@ -138,10 +139,10 @@ class ControlServer:
             listener.listen(64)
         except OSError as exc:
             listener.close()
+            self.health.close()
             raise ConfigError(f"cannot bind control socket {str(self.path)!r}: {exc}") from exc
         self._listener = listener
         self._wake_r, self._wake_w = socket.socketpair()
-        self.health = HealthState(self.system)
         self._thread = threading.Thread(
             target=self._accept_loop, name="phalanx-control-accept", daemon=True
         )
@@ -227,6 +228,7 @@ class ControlServer:
                     self._admit(sock)
 
     def _admit(self, sock: socket.socket) -> None:
+        conn: _Connection | None = None
         try:
             sock.settimeout(self.frame_timeout)
             pid, uid, gid = self._credentials(sock)
@@ -242,13 +244,17 @@ class ControlServer:
                 if not busy:
                     conn = _Connection(self, sock, {"pid": pid, "uid": uid, "gid": gid})
                     self._conns.add(conn)
-            if busy:
+            if conn is None:
                 sock.sendall(error_frame(None, "busy", f"{self.max_clients} clients connected"))
                 sock.close()
                 return
             conn.start(next(self._seq))
-        except OSError:
+        except Exception as exc:  # the accept thread must outlive any one client
             sock.close()
+            if conn is not None:
+                self._forget(conn)
+            if not isinstance(exc, OSError):
+                self.system.events.publish("control_accept_failed", None, error=repr(exc))
 
     def _forget(self, conn: _Connection) -> None:
         with self._lock:
