@@ -97,7 +97,7 @@ class ControlClient:
         assert self._sock is not None, "not connected"
         while True:
             try:
-                frame = read_frame(self._sock, max(DEFAULT_MAX_FRAME, 64 << 20))
+                frame = read_frame(self._sock, max(DEFAULT_MAX_FRAME, 64 << 20), strict_keys=False)
             except ConnectionClosed:
                 raise NodeUnreachable("the node closed the connection") from None
             except TimeoutError:

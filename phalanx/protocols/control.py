@@ -121,10 +121,14 @@ def error_frame(ident: Any, code: str, message: str) -> bytes:
     )
 
 
-def decode_body(body: bytes) -> dict[str, Any]:
-    """Decode one frame body into a map; :class:`FrameError` (malformed) otherwise."""
+def decode_body(body: bytes, *, strict_keys: bool = True) -> dict[str, Any]:
+    """Decode one frame body into a map; :class:`FrameError` (malformed) otherwise.
+
+    The node decodes strictly (map keys str or bytes); a client passes
+    ``strict_keys=False`` so an ``introspect()`` view with int keys still arrives.
+    """
     try:
-        obj = msgpack.unpackb(body, raw=False, strict_map_key=True)
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=strict_keys)
     except Exception as exc:  # msgpack raises many types (ValueError, StackError, ...)
         raise FrameError("malformed_frame", f"body is not valid msgpack: {exc}") from None
     if not isinstance(obj, dict):
@@ -152,7 +156,9 @@ def _recv_exact(sock: socket.socket, n: int, *, idle_ok: bool) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_frame(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
+def read_frame(
+    sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME, *, strict_keys: bool = True
+) -> dict[str, Any] | None:
     """Read one frame. None when the socket timed out idle, between frames.
 
     Raises :class:`ConnectionClosed` at EOF, :class:`FrameError` with code
@@ -168,4 +174,4 @@ def read_frame(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> dict[
         )
     body = _recv_exact(sock, length, idle_ok=False)
     assert body is not None
-    return decode_body(body)
+    return decode_body(body, strict_keys=strict_keys)

@@ -27,6 +27,13 @@ class CtlPing(Message):
     n: int
 
 
+class IntKeys(Actor):
+    """An introspect() view with int keys (not JSON-safe, but it must still arrive)."""
+
+    def introspect(self) -> dict[str, Any]:
+        return {"by_level": {1: "a", 2: "b"}}
+
+
 class Blocker(Actor):
     """Blocks on ``_release`` when told "block" (to make an ask time out)."""
 
@@ -112,10 +119,13 @@ def test_tell_to_a_dead_path_is_a_visible_dead_letter(client: ControlClient) -> 
     assert records[0]["sender"] == "/_control"
 
 
-def test_kill_raises_the_restart_count(client: ControlClient) -> None:
+def test_kill_raises_the_restart_count(client: ControlClient, ctl_system: ActorSystem) -> None:
     before = _row(client, "/svc/a")["restarts"]
+    restarted = ctl_system.events.subscribe(["actor_restarted"])
     assert client.call("kill", path="/svc/a")["killed"] is True
-    poll_until(lambda: _row(client, "/svc/a")["restarts"] == before + 1)
+    assert restarted.wait_for(lambda e: e.path == "/svc/a", timeout=10) is not None
+    restarted.close()
+    assert _row(client, "/svc/a")["restarts"] == before + 1
     assert _code(client.call, "kill", path="/nope") == "not_found"
 
 
@@ -262,3 +272,10 @@ def test_ctl_events_prints_json_lines(
     assert main([*argv, "--history", "5", "--count", "1"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line)["n"] == 1
+
+
+def test_inspect_of_a_view_with_int_keys_still_arrives(
+    client: ControlClient, ctl_system: ActorSystem
+) -> None:
+    ctl_system.spawn(IntKeys, "/intkeys")
+    assert client.call("inspect", path="/intkeys")["state"] == {"by_level": {1: "a", 2: "b"}}
