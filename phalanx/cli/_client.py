@@ -17,6 +17,7 @@ from phalanx.protocols.control import (
     ControlError,
     pack_frame,
     read_frame,
+    unix_address,
 )
 
 __all__ = ["UNREACHABLE_CODES", "ControlClient", "NodeUnreachable"]
@@ -61,7 +62,8 @@ class ControlClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(str(self.path))
+            with unix_address(self.path) as address:
+                sock.connect(address)
         except FileNotFoundError:
             sock.close()
             raise NodeUnreachable(

@@ -25,9 +25,13 @@ other bad frame gets an error reply and the connection stays usable.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import struct
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Final
 
 import msgpack
@@ -46,11 +50,13 @@ __all__ = [
     "error_frame",
     "pack_frame",
     "read_frame",
+    "unix_address",
 ]
 
 PROTOCOL_VERSION: Final = 1
 DEFAULT_MAX_FRAME: Final = 1 << 20  # 1 MiB: the largest reply (ps of 5,000 actors) is ~400 KiB
 HEADER: Final = struct.Struct(">I")
+_SUN_PATH_MAX: Final = 107  # sun_path is 108 bytes with its terminating NUL (Linux)
 
 ERROR_CODES: Final = frozenset(
     {
@@ -175,3 +181,21 @@ def read_frame(
     body = _recv_exact(sock, length, idle_ok=False)
     assert body is not None
     return decode_body(body, strict_keys=strict_keys)
+
+
+@contextlib.contextmanager
+def unix_address(path: str | os.PathLike[str]) -> Iterator[str]:
+    """An address to bind or connect ``path`` with, even past sun_path's 107 bytes.
+
+    A longer path is reached through its directory's descriptor
+    (``/proc/self/fd/N/name``, Linux), open only for the ``with`` block.
+    """
+    path = Path(path)
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)

@@ -40,6 +40,7 @@ from phalanx.protocols.control import (
     error_frame,
     pack_frame,
     read_frame,
+    unix_address,
 )
 from phalanx.runtime._control_commands import AfterReply, run_command, validate_args
 from phalanx.runtime._control_health import HealthState
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ControlServer", "peer_allowed", "peer_credentials"]
 
-_UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL (Linux)
 _UMASK_LOCK = threading.Lock()
 Credentials = Callable[[socket.socket], tuple[int, int, int]]
 
@@ -116,12 +116,6 @@ class ControlServer:
 
     def start(self) -> ControlServer:
         """Bind the socket (mode 0600) and start accepting. ConfigError if it cannot."""
-        raw = os.fsencode(self.path)
-        if len(raw) > _UNIX_PATH_MAX:
-            raise ConfigError(
-                f"control socket path {str(self.path)!r} is {len(raw)} bytes; "
-                f"Unix sockets allow {_UNIX_PATH_MAX}: use a shorter --var-dir"
-            )
         self._clear_stale()
         self.health = HealthState(self.system)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -131,7 +125,8 @@ class ControlServer:
             with _UMASK_LOCK:
                 old = os.umask(0o177)
                 try:
-                    listener.bind(str(self.path))
+                    with unix_address(self.path) as address:
+                        listener.bind(address)
                 finally:
                     os.umask(old)
             os.chmod(self.path, 0o600)
@@ -160,7 +155,8 @@ class ControlServer:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(1.0)
         try:
-            probe.connect(str(self.path))
+            with unix_address(self.path) as address:
+                probe.connect(address)
         except (ConnectionRefusedError, FileNotFoundError):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)

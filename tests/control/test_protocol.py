@@ -275,3 +275,13 @@ def test_server_stop_disconnects_clients_and_joins_threads(ctl_system: ActorSyst
     idle.close()
     streaming.close()
     assert not srv.path.exists()
+
+
+def test_a_socket_path_beyond_sun_path_limit_still_works(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    with ActorSystem(name="deep", var_dir=deep, sync=False) as system:
+        path = deep / "control.sock"
+        assert len(str(path)) > 107
+        with ControlServer(system, path) as srv, ControlClient(srv.path) as client:
+            assert client.call("ps") == []
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
