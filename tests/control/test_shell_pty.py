@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import signal
 import stat
 import struct
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from phalanx import ActorSystem
 from phalanx.runtime._control import ControlServer
 
 from .conftest import RawClient, child_env, phalanx_cmd
@@ -116,7 +118,16 @@ def test_shell_completes_commands_and_actor_paths_and_ends_on_eof(
     assert RawClient(server.path).call("tree")["ok"] is True
 
 
-def test_exit_leaves_the_node_running_and_keeps_history(shell: Pty, server: ControlServer) -> None:
+def test_events_tail_ends_on_ctrl_c_and_exit_leaves_the_node_running(
+    shell: Pty, server: ControlServer, ctl_system: ActorSystem
+) -> None:
+    shell.expect("phalanx> ")
+    ctl_system.events.publish("probe_shell", "/echo", n=41)
+    shell.send("events --kind probe_shell --history 5\r")
+    shell.expect("probe_shell /echo n=41")
+    ctl_system.events.publish("probe_shell", "/echo", n=42)
+    shell.expect("probe_shell /echo n=42")
+    shell.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
     shell.expect("phalanx> ")
     shell.send("ps\r")
     shell.expect("4 actors", "phalanx> ")
