@@ -258,8 +258,14 @@ def test_a_non_socket_file_in_the_way_is_not_removed(ctl_system: ActorSystem) ->
 
 
 def test_client_reports_unreachable_without_a_node(tmp_path: Path) -> None:
-    with pytest.raises(NodeUnreachable):
-        ControlClient(tmp_path / "control.sock").connect()
+    path = tmp_path / "control.sock"
+    with pytest.raises(NodeUnreachable, match="no control socket"):
+        ControlClient(path).connect()
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))  # what a SIGKILLed node leaves behind
+    dead.close()
+    with pytest.raises(NodeUnreachable, match="refused"):
+        ControlClient(path).connect()
 
 
 def test_server_stop_disconnects_clients_and_joins_threads(ctl_system: ActorSystem) -> None:
