@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from phalanx.cli import _dlq, _logs, _run, _venue
+from phalanx.cli import _ctl, _dlq, _logs, _run, _shell, _venue
 from phalanx.errors import ConfigError, PhalanxError
 
 __all__ = ["EXIT_NO_NODE", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "build_parser", "main"]
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     _dlq.add_parser(sub)
     _venue.add_parser(sub)
     _logs.add_parser(sub)
+    _ctl.add_parser(sub)
+    _shell.add_parser(sub)
     return parser
 
 

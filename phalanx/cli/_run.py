@@ -33,6 +33,7 @@ from phalanx.runtime._config import (
     VenueConfig,
     load_config,
 )
+from phalanx.runtime._control import ControlServer
 
 __all__ = ["DEFAULT_CONFIG", "add_parser", "build_summary"]
 
@@ -238,18 +239,20 @@ def run(args: argparse.Namespace) -> int:
                       f"state is kept in {archived})", flush=True)  # fmt: skip
             if venue is not None and config.venue is not None:
                 print(f"  venue:  {venue.url} (paper, seed {config.venue.seed})", flush=True)
-            if config.demo:
-                paths = spawn_demo(system, seed=args.seed if args.seed is not None else 7)
-                print(f"  demo:   {len(paths)} actors under /demo", flush=True)
-            if args.duration:
-                print(f"  runs for {args.duration}s (Ctrl-C stops sooner)", flush=True)
-            trading: dict[str, Any] | None = None
-            if config.trading is not None and config.trading.enabled:
-                trading = _run_trading(system, config, venue, args.duration, stop)
-            else:
-                start_exchanges(system, config, venue)
-                _start_ticker_printer(system, config)
-                stop.wait(args.duration)
+            with ControlServer(system, var_dir / "control.sock", on_shutdown=stop.set) as control:
+                print(f"  control: {control.path.resolve()}", flush=True)
+                if config.demo:
+                    paths = spawn_demo(system, seed=args.seed if args.seed is not None else 7)
+                    print(f"  demo:   {len(paths)} actors under /demo", flush=True)
+                if args.duration:
+                    print(f"  runs for {args.duration}s (Ctrl-C stops sooner)", flush=True)
+                trading: dict[str, Any] | None = None
+                if config.trading is not None and config.trading.enabled:
+                    trading = _run_trading(system, config, venue, args.duration, stop)
+                else:
+                    start_exchanges(system, config, venue)
+                    _start_ticker_printer(system, config)
+                    stop.wait(args.duration)
             print("phalanx: shutting down in order", flush=True)
         # Counters are final only once every actor has stopped.
         summary = build_summary(system, started, trading)
