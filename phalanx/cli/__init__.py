@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from phalanx.cli import _dlq, _run, _venue
+from phalanx.cli import _dlq, _replay, _run, _venue
 from phalanx.errors import ConfigError, PhalanxError
 
 __all__ = ["EXIT_NO_NODE", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "build_parser", "main"]
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run.add_parser(sub)
     _dlq.add_parser(sub)
     _venue.add_parser(sub)
+    _replay.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,313 @@
+"""``phalanx replay --var-dir D [--json]``: rebuild from the records and logs, diff the live state.
+
+The I/O edge of :mod:`phalanx.actors._replay`: it opens ``VAR/state.lmdb``
+readonly (one read transaction, so a live node's writes never give a torn
+view), reads the ``order`` and ``decision`` logs (``*.jsonl`` and their
+rotated ``.gz`` files), and prints the verdict. Exit 0 on a match, 1 on a
+difference or an unreadable record (each named on its own line), 2 when
+there is no var dir or no trading state. A live node (``node.lock`` held) is
+said so on stderr: replay still runs, but in-flight work may show as a
+difference.
+
+Log lines written before this state's epoch (the first ledger opening, in
+db ``reconcile``) belong to an earlier ``state.lmdb`` (``phalanx run`` moves
+it aside on the embedded venue) and are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import gzip
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from phalanx.actors._position_model import PositionState
+from phalanx.actors._replay import Difference, LiveState, ReplayReport, ReplaySources, replay
+from phalanx.actors._trade_sagas import register_trade_sagas
+from phalanx.errors import ConfigError, StorageError
+from phalanx.storage import Storage
+
+__all__ = ["add_parser", "load"]
+
+_DBS = ("idempotency", "positions", "ledger", "ledger_balances", "journal",
+        "journal_snapshots", "reconcile")  # fmt: skip
+_TRADING = ("idempotency", "ledger", "journal_snapshots", "positions")
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``replay``."""
+    p = sub.add_parser(
+        "replay", help="rebuild positions, ledger and sagas from the records and logs; diff"
+    )
+    p.add_argument("--var-dir", default="./var", help="the node's var dir (default ./var)")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(func=_main)
+
+
+@dataclass
+class Loaded:
+    """What :func:`load` read: the sources, the live state, unreadable records, notes."""
+
+    sources: ReplaySources
+    live: LiveState
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _unpack(raw: bytes) -> Any:
+    return msgpack.unpackb(bytes(raw), raw=False)
+
+
+class _Reader:
+    """Decodes one db's records, turning a bad one into an error line that names it."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+
+    def each(self, txn: Any, handle: Any, db: str) -> Iterator[tuple[str, Any]]:
+        if handle is None:
+            return
+        for key, raw in txn.cursor(db=handle):
+            # journal keys end in a big-endian u64 seq: only the saga id is text.
+            text = bytes(key)[:-9] if db == "journal" and len(key) > 9 else bytes(key)
+            name = text.decode("utf-8", "backslashreplace")
+            try:
+                yield name, _unpack(raw)
+            except Exception as exc:  # msgpack raises several unrelated types
+                self.errors.append(f"{db} record {name!r} cannot be decoded: {exc}")
+
+
+def _read_state(storage: Storage, errors: list[str]) -> dict[str, Any]:
+    handles: dict[str, Any] = {}
+    for name in _DBS:
+        try:
+            handles[name] = storage.db(name)
+        except StorageError:
+            handles[name] = None  # never written on this node
+    reader = _Reader(errors)
+
+    def op(txn: Any) -> dict[str, Any]:
+        return {name: list(reader.each(txn, handles[name], name)) for name in _DBS}
+
+    out = storage.read(op)
+    out["_present"] = {name for name in _DBS if handles[name] is not None}
+    return out
+
+
+def _dec(value: Any, what: str) -> Decimal:
+    try:
+        return Decimal(value.decode() if isinstance(value, bytes) else str(value))
+    except ArithmeticError:
+        raise ValueError(f"{what}: {value!r} is not a number") from None
+
+
+def _split(raw: Mapping[str, list[tuple[str, Any]]], loaded: Loaded) -> None:
+    errors = loaded.errors
+    positions: dict[str, PositionState] = {}
+    fills: dict[str, set[str]] = {}
+    applied_at: dict[tuple[str, str], float] = {}
+    for key, value in raw["positions"]:
+        try:
+            if key.startswith("pos:"):
+                symbol = key[4:]
+                positions[symbol] = PositionState(
+                    symbol, **{n: _dec(value[n], f"positions {key!r} {n}") for n in
+                               ("quantity", "average_entry", "realized_pnl", "fees")},
+                    fills=int(value["fills"]),
+                )  # fmt: skip
+            elif key.startswith("fill:"):
+                symbol, _, trade_id = key[5:].partition("\x00")
+                fills.setdefault(symbol, set()).add(trade_id)
+                applied_at[(symbol, trade_id)] = float(value.get("at") or 0.0)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            errors.append(f"positions record {key!r} is malformed: {exc}")
+    balances: dict[str, tuple[Decimal, Decimal]] = {}
+    for key, value in raw["ledger_balances"]:
+        try:
+            v, q = value
+            balances[key] = (
+                _dec(v, f"ledger_balances {key!r}"),
+                _dec(q, f"ledger_balances {key!r}"),
+            )
+        except (TypeError, ValueError) as exc:
+            errors.append(f"ledger_balances record {key!r} is malformed: {exc}")
+    journal: dict[str, list[Mapping[str, Any]]] = {}
+    for key, value in raw["journal"]:
+        if isinstance(value, dict):
+            journal.setdefault(key, []).append(value)
+        else:
+            errors.append(f"journal record of saga {key!r} is not a record: {value!r:.80}")
+    snapshots = {}
+    for key, value in raw["journal_snapshots"]:
+        if isinstance(value, dict):
+            snapshots[key] = value
+        else:
+            errors.append(f"journal_snapshots record {key!r} is not a saga state")
+    records = {}
+    for key, value in raw["idempotency"]:
+        if isinstance(value, dict) and "symbol" in value:
+            records[key] = value
+        else:
+            errors.append(f"idempotency record {key!r} is not an order record")
+    loaded.sources = replace(
+        loaded.sources, records=records, journal=journal, applied_at=applied_at,
+        ledger_txns={k: v for k, v in raw["ledger"] if isinstance(v, dict)},
+    )  # fmt: skip
+    loaded.live = LiveState(
+        positions=positions, position_fills={s: frozenset(t) for s, t in fills.items()},
+        balances=balances, snapshots=snapshots,
+    )  # fmt: skip
+
+
+def _log_files(log_dir: Path, taxonomy: str) -> list[Path]:
+    if not log_dir.is_dir():
+        return []
+    return sorted(p for p in log_dir.glob(f"{taxonomy}.jsonl*") if not p.name.endswith(".part"))
+
+
+def _lines(path: Path, errors: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for n, text in enumerate(fh, 1):
+                if not text.strip():
+                    continue
+                try:
+                    line = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    errors.append(f"log {path.name} line {n} is not JSON: {exc.msg}")
+                    continue
+                if isinstance(line, dict):
+                    yield n, line
+                else:
+                    errors.append(f"log {path.name} line {n} is not a JSON object")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        errors.append(f"log {path.name} cannot be read: {exc}")
+
+
+def _ts(line: Mapping[str, Any]) -> float | None:
+    try:
+        return datetime.fromisoformat(str(line["ts"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+def _read_logs(var_dir: Path, epoch: float | None, loaded: Loaded) -> None:
+    log_dir = var_dir / "logs"
+    fills: list[dict[str, Any]] = []
+    kinds: dict[str, str] = {}
+    skipped = 0
+    for taxonomy, event in (("order", "order_fill"), ("decision", "saga_started")):
+        for path in _log_files(log_dir, taxonomy):
+            for _, line in _lines(path, loaded.errors):
+                if line.get("event") != event:
+                    continue
+                ts = _ts(line)
+                if epoch is not None and ts is not None and ts < epoch:
+                    skipped += 1
+                    continue
+                if event == "order_fill":
+                    fills.append(line)
+                elif line.get("saga_id") and line.get("saga_kind"):
+                    kinds[str(line["saga_id"])] = str(line["saga_kind"])
+    if skipped:
+        loaded.notes.append(f"{skipped} log lines older than this state (an earlier run) skipped")
+    loaded.sources = replace(loaded.sources, log_fills=fills, saga_kinds=kinds)
+
+
+def _epoch(raw: Mapping[str, list[tuple[str, Any]]]) -> float | None:
+    ats = [
+        float(v["at"])
+        for k, v in raw["reconcile"]
+        if k.startswith("opening:") and isinstance(v, dict) and "at" in v
+    ]
+    # The opening's marker is written just after the opening is posted; a second of
+    # slack keeps the lines of that same boot.
+    return min(ats) - 1.0 if ats else None
+
+
+def _node_live(var_dir: Path) -> bool:
+    try:
+        fd = os.open(var_dir / "node.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def load(var_dir: Path) -> Loaded:
+    """Read everything replay needs from ``var_dir``; :class:`ConfigError` if there is no state."""
+    if not var_dir.is_dir():
+        raise ConfigError(f"var dir {str(var_dir)!r} does not exist")
+    path = var_dir / "state.lmdb"
+    if not (path / "data.mdb").is_file():
+        raise ConfigError(f"no phalanx state at {str(path)!r} (has a node run with this var dir?)")
+    loaded = Loaded(ReplaySources(), LiveState())
+    try:
+        storage = Storage(path, readonly=True)
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        raw = _read_state(storage, loaded.errors)
+    finally:
+        storage.close()
+    if not raw.pop("_present") & set(_TRADING):
+        raise ConfigError(f"no trading state in {str(path)!r} (no orders, ledger or sagas yet)")
+    _split(raw, loaded)
+    _read_logs(var_dir, _epoch(raw), loaded)
+    return loaded
+
+
+def _print(report: ReplayReport, loaded: Loaded, as_json: bool) -> None:
+    counts = f"{report.fills} fills, {report.sagas} sagas, {report.positions} positions"
+    if as_json:
+        out = {**report.to_dict(), "errors": loaded.errors}
+        out["match"] = report.match and not loaded.errors
+        out["notes"] = [*loaded.notes, *report.notes]
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return
+    for error in loaded.errors:
+        print(f"phalanx replay: error: {error}", file=sys.stderr)
+    for note in (*loaded.notes, *report.notes):
+        print(f"replay: note: {note}")
+    if report.match and not loaded.errors:
+        print(f"replay: match ({counts})")
+        return
+    n = len(report.differences)
+    print(f"replay: MISMATCH ({n} difference{'s' if n != 1 else ''}, "
+          f"{len(loaded.errors)} unreadable; {counts})")  # fmt: skip
+    width = max((len(d.what) for d in report.differences), default=0)
+    for d in report.differences:
+        print(f"  [{d.area}] {_pad(d, width)}  expected {d.expected}; found {d.found}")
+
+
+def _pad(d: Difference, width: int) -> str:
+    return d.what.ljust(min(width, 60))
+
+
+def _main(args: argparse.Namespace) -> int:
+    var_dir = Path(args.var_dir)
+    loaded = load(var_dir)
+    if _node_live(var_dir):
+        print(f"phalanx replay: note: a node is running on {str(var_dir)!r}; its state may "
+              "move while replay reads it (in-flight work can show as a difference)",
+              file=sys.stderr)  # fmt: skip
+    register_trade_sagas()  # the kinds a trading node journals
+    report = replay(loaded.sources, loaded.live)
+    _print(report, loaded, args.json)
+    return 0 if report.match and not loaded.errors else 1
