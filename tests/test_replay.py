@@ -25,6 +25,8 @@ import msgpack
 import pytest
 
 from phalanx.actors import BUY, buy_input
+from phalanx.actors._position_model import PositionState
+from phalanx.actors._replay import LiveState, ReplaySources, replay
 from phalanx.actors.saga import await_saga, start_saga
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.cli import main
@@ -318,3 +320,52 @@ def test_a_live_node_is_said_so_and_replay_still_runs(
     assert code == 0
     assert "a node is running on" in out.err
     assert "replay: match (" in out.out
+
+
+def _record(req_id: str, fills: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"order_req_id": req_id, "symbol": "BTC/USDT", "side": "buy", "fills": fills}
+
+
+def _fill(trade_id: str, fee: str = "0.1", fee_currency: str = "USDT") -> dict[str, Any]:
+    return {"trade_id": trade_id, "order_req_id": "o-1", "exchange_order_id": "7",
+            "symbol": "BTC/USDT", "side": "buy", "price": "100", "amount": "0.5",
+            "fee": fee, "fee_currency": fee_currency, "timestamp": 1}  # fmt: skip
+
+
+def _logged(trade_id: str) -> dict[str, Any]:
+    return {"event": "order_fill", "order_req_id": "o-1", "trade_id": trade_id,
+            "price": "100", "amount": "0.5", "fee": "0.1", "fee_currency": "USDT"}  # fmt: skip
+
+
+def test_pure_replay_expects_what_the_fill_sink_would_have_booked() -> None:
+    sources = ReplaySources(
+        records={"o-1": _record("o-1", {"t1": _fill("t1")})}, log_fills=[_logged("t1")],
+        ledger_txns={"fill:BTC-USDT:t1": {"postings": []}},
+    )  # fmt: skip
+    live = LiveState(
+        positions={"BTC/USDT": PositionState("BTC/USDT", Decimal("0.5"), Decimal(100),
+                                             Decimal("-0.1"), Decimal("0.1"), 1)},
+        position_fills={"BTC/USDT": frozenset({"t1"})},
+        balances={"assets:BTC": (Decimal(50), Decimal("0.5")),
+                  "expenses:fees:USDT": (Decimal("0.1"), Decimal("0.1")),
+                  "assets:USDT": (Decimal("-50.1"), Decimal("-50.1"))},
+    )  # fmt: skip
+
+    report = replay(sources, live)
+
+    assert report.match, report.differences
+    assert (report.fills, report.positions) == (1, 1)
+
+
+def test_pure_replay_names_a_ledger_fill_no_record_has_and_skips_a_refused_fee() -> None:
+    sources = ReplaySources(
+        records={"o-1": _record("o-1", {"t2": _fill("t2", fee="0.001", fee_currency="BNB")})},
+        log_fills=[{**_logged("t2"), "fee": "0.001", "fee_currency": "BNB"}],
+        ledger_txns={"fill:BTC-USDT:t9": {"postings": []}},
+    )  # fmt: skip
+
+    report = replay(sources, LiveState())
+
+    assert report.fills == 0  # the sink refuses a fee outside the quote asset: booked nowhere
+    assert any("t2" in note and "BNB" in note for note in report.notes)
+    assert [d.what for d in report.differences] == ["transaction fill:BTC-USDT:t9"]

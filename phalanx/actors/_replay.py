@@ -39,7 +39,7 @@ from phalanx.errors import PhalanxError
 from phalanx.protocols.trading import OrderFill
 from phalanx.storage import Posting, Transaction, plan_fill
 
-__all__ = ["Difference", "LiveState", "ReplayReport", "ReplaySources", "replay"]
+__all__ = ["Difference", "LiveState", "ReplayReport", "ReplaySources", "replay", "replay_saga"]
 
 ZERO = Decimal(0)
 _INF = float("inf")
@@ -143,7 +143,12 @@ def _collect_fills(src: ReplaySources, out: ReplayReport) -> dict[tuple[str, str
     fills: dict[tuple[str, str], OrderFill] = {}
     owner: dict[tuple[str, str], str] = {}
     for req_id, record in sorted(src.records.items()):
-        for raw in (record.get("fills") or {}).values():
+        held = record.get("fills") or {}
+        if not isinstance(held, Mapping):
+            what = f"order {req_id} fills"
+            out.differences.append(Difference("records", what, "trade id -> fill", _show(held)))
+            continue
+        for raw in held.values():
             try:
                 fill = OrderFill.model_validate(raw)
             except ValidationError as exc:
@@ -232,9 +237,14 @@ def _ledger(
     for key, raw in sorted(src.ledger_txns.items()):
         if not key.startswith("opening:"):
             continue
-        postings = tuple(
-            Posting(a, s, Decimal(v), Decimal(q)) for a, s, v, q in raw.get("postings") or ()
-        )
+        try:
+            postings = tuple(
+                Posting(a, s, Decimal(v), Decimal(q)) for a, s, v, q in raw.get("postings") or ()
+            )
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            out.differences.append(Difference("ledger", f"transaction {key}",
+                                              "readable postings", _short(exc)))  # fmt: skip
+            continue
         opening = Transaction(key, postings)
         if not opening.balanced():
             out.differences.append(Difference("ledger", f"transaction {key}", "balanced",
@@ -298,10 +308,13 @@ def replay_saga(
         definition = saga_definition(kind)
     except SagaError:
         return None, str(records[-1].get("status")), [f"kind {kind!r} is not registered"]
-    first = records[0]
-    state = new_saga(definition, saga_id, {}, float(first["at"]))
+    state = new_saga(definition, saga_id, {}, 0.0)
     for record in records:
         try:
+            if record["seq"] == 1:  # created_at is the Started event's time
+                state = replace(
+                    state, created_at=float(record["at"]), updated_at=float(record["at"])
+                )
             plan = advance(state, _event(record["event"]), definition)
         except (SagaError, KeyError, TypeError, ValueError) as exc:
             problems.append(f"record {record['seq']}: {_short(exc)}")

@@ -161,12 +161,22 @@ def _split(raw: Mapping[str, list[tuple[str, Any]]], loaded: Loaded) -> None:
             errors.append(f"idempotency record {key!r} is not an order record")
     loaded.sources = replace(
         loaded.sources, records=records, journal=journal, applied_at=applied_at,
-        ledger_txns={k: v for k, v in raw["ledger"] if isinstance(v, dict)},
+        ledger_txns=_txns(raw["ledger"], errors),
     )  # fmt: skip
     loaded.live = LiveState(
         positions=positions, position_fills={s: frozenset(t) for s, t in fills.items()},
         balances=balances, snapshots=snapshots,
     )  # fmt: skip
+
+
+def _txns(rows: list[tuple[str, Any]], errors: list[str]) -> dict[str, Any]:
+    out = {}
+    for key, value in rows:
+        if isinstance(value, dict) and isinstance(value.get("postings"), list):
+            out[key] = value
+        else:
+            errors.append(f"ledger record {key!r} is not a transaction")
+    return out
 
 
 def _log_files(log_dir: Path, taxonomy: str) -> list[Path]:
@@ -308,6 +318,10 @@ def _main(args: argparse.Namespace) -> int:
               "move while replay reads it (in-flight work can show as a difference)",
               file=sys.stderr)  # fmt: skip
     register_trade_sagas()  # the kinds a trading node journals
-    report = replay(loaded.sources, loaded.live)
+    try:
+        report = replay(loaded.sources, loaded.live)
+    except Exception as exc:  # a record shaped in a way no check above foresaw
+        print(f"phalanx replay: error: cannot replay: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     _print(report, loaded, args.json)
     return 0 if report.match and not loaded.errors else 1
