@@ -24,6 +24,7 @@ import lmdb
 import msgpack
 import pytest
 
+from phalanx import ActorSystem
 from phalanx.actors import BUY, buy_input
 from phalanx.actors._position_model import PositionState
 from phalanx.actors._replay import LiveState, ReplaySources, replay
@@ -369,3 +370,26 @@ def test_pure_replay_names_a_ledger_fill_no_record_has_and_skips_a_refused_fee()
     assert report.fills == 0  # the sink refuses a fee outside the quote asset: booked nowhere
     assert any("t2" in note and "BNB" in note for note in report.notes)
     assert [d.what for d in report.differences] == ["transaction fill:BTC-USDT:t9"]
+
+
+def test_a_node_that_never_traded_has_no_state_to_replay_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ActorSystem(name="idle", var_dir=tmp_path / "var", sync=False) as system:
+        system.dead_letters.stats()
+    assert main(["replay", "--var-dir", str(tmp_path / "var")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "no trading state" in err[0]
+
+
+def test_an_unreadable_lmdb_file_is_a_runtime_error_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "var" / "state.lmdb").mkdir(parents=True)
+    (tmp_path / "var" / "state.lmdb" / "data.mdb").write_bytes(b"not an lmdb file" * 512)
+
+    assert main(["replay", "--var-dir", str(tmp_path / "var")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot open LMDB environment" in err
+    assert "Traceback" not in err

@@ -268,10 +268,7 @@ def load(var_dir: Path) -> Loaded:
     if not (path / "data.mdb").is_file():
         raise ConfigError(f"no phalanx state at {str(path)!r} (has a node run with this var dir?)")
     loaded = Loaded(ReplaySources(), LiveState())
-    try:
-        storage = Storage(path, readonly=True)
-    except StorageError as exc:
-        raise ConfigError(str(exc)) from None
+    storage = Storage(path, readonly=True)  # unreadable: StorageError, exit 1
     try:
         raw = _read_state(storage, loaded.errors)
     finally:
