@@ -209,13 +209,21 @@ def _short(exc: BaseException) -> str:
 def _positions(
     fills: Mapping[tuple[str, str], OrderFill], src: ReplaySources
 ) -> tuple[dict[str, PositionState], dict[str, set[str]]]:
-    def order(key: tuple[str, str]) -> tuple[float, int, str]:
-        fill = fills[key]
-        return src.applied_at.get(key, _INF), fill.timestamp or 0, fill.trade_id
+    def venue(key: tuple[str, str]) -> tuple[int, int, str]:
+        tid = fills[key].trade_id
+        return fills[key].timestamp or 0, len(tid), tid  # numeric ids sort as numbers
 
+    # The node's application order (average cost depends on it); a fill the node
+    # has no marker for goes right after its predecessor in venue order.
+    when: dict[tuple[str, str], tuple[float, int]] = {}
+    last = -_INF
+    for key in sorted(fills, key=venue):
+        at = src.applied_at.get(key)
+        when[key] = (last, 1) if at is None else (at, 0)
+        last = last if at is None else at
     states: dict[str, PositionState] = {}
     applied: dict[str, set[str]] = {}
-    for key in sorted(fills, key=order):
+    for key in sorted(fills, key=lambda k: (*when[k], *venue(k))):
         fill = fills[key]
         state = states.get(fill.symbol) or PositionState(fill.symbol)
         states[fill.symbol] = apply_fill(state, fill.side, fill.amount, fill.price, fill.fee)

@@ -32,7 +32,7 @@ from typing import Any
 import msgpack
 
 from phalanx.actors._position_model import PositionState
-from phalanx.actors._replay import Difference, LiveState, ReplayReport, ReplaySources, replay
+from phalanx.actors._replay import LiveState, ReplayReport, ReplaySources, replay
 from phalanx.actors._trade_sagas import register_trade_sagas
 from phalanx.errors import ConfigError, StorageError
 from phalanx.storage import Storage
@@ -298,13 +298,10 @@ def _print(report: ReplayReport, loaded: Loaded, as_json: bool) -> None:
     n = len(report.differences)
     print(f"replay: MISMATCH ({n} difference{'s' if n != 1 else ''}, "
           f"{len(loaded.errors)} unreadable; {counts})")  # fmt: skip
-    width = max((len(d.what) for d in report.differences), default=0)
+    width = min(60, max((len(d.what) for d in report.differences), default=0))
     for d in report.differences:
-        print(f"  [{d.area}] {_pad(d, width)}  expected {d.expected}; found {d.found}")
-
-
-def _pad(d: Difference, width: int) -> str:
-    return d.what.ljust(min(width, 60))
+        area = f"[{d.area}]"
+        print(f"  {area:<11} {d.what:<{width}}  expected {d.expected}; found {d.found}")
 
 
 def _main(args: argparse.Namespace) -> int:
