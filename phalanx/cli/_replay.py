@@ -111,16 +111,18 @@ def _dec(value: Any, what: str) -> Decimal:
         raise ValueError(f"{what}: {value!r} is not a number") from None
 
 
-def _split(raw: Mapping[str, list[tuple[str, Any]]], loaded: Loaded) -> None:
-    errors = loaded.errors
-    positions: dict[str, PositionState] = {}
+def _positions(
+    rows: list[tuple[str, Any]], errors: list[str]
+) -> tuple[dict[str, PositionState], dict[str, frozenset[str]], dict[tuple[str, str], float]]:
+    """Db ``positions``: states, applied trade ids per symbol, when each was applied."""
+    states: dict[str, PositionState] = {}
     fills: dict[str, set[str]] = {}
     applied_at: dict[tuple[str, str], float] = {}
-    for key, value in raw["positions"]:
+    for key, value in rows:
         try:
             if key.startswith("pos:"):
                 symbol = key[4:]
-                positions[symbol] = PositionState(
+                states[symbol] = PositionState(
                     symbol, **{n: _dec(value[n], f"positions {key!r} {n}") for n in
                                ("quantity", "average_entry", "realized_pnl", "fees")},
                     fills=int(value["fills"]),
@@ -131,52 +133,54 @@ def _split(raw: Mapping[str, list[tuple[str, Any]]], loaded: Loaded) -> None:
                 applied_at[(symbol, trade_id)] = float(value.get("at") or 0.0)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             errors.append(f"positions record {key!r} is malformed: {exc}")
-    balances: dict[str, tuple[Decimal, Decimal]] = {}
-    for key, value in raw["ledger_balances"]:
+    return states, {s: frozenset(t) for s, t in fills.items()}, applied_at
+
+
+def _balances(rows: list[tuple[str, Any]], errors: list[str]) -> dict[str, tuple[Decimal, Decimal]]:
+    """Db ``ledger_balances``: ``{account: (value, quantity)}``."""
+    out: dict[str, tuple[Decimal, Decimal]] = {}
+    for key, value in rows:
+        what = f"ledger_balances {key!r}"
         try:
             v, q = value
-            balances[key] = (
-                _dec(v, f"ledger_balances {key!r}"),
-                _dec(q, f"ledger_balances {key!r}"),
-            )
+            out[key] = (_dec(v, what), _dec(q, what))
         except (TypeError, ValueError) as exc:
             errors.append(f"ledger_balances record {key!r} is malformed: {exc}")
+    return out
+
+
+def _dicts(
+    rows: list[tuple[str, Any]], errors: list[str], what: str, *required: str
+) -> dict[str, dict[str, Any]]:
+    """The records that are maps holding ``required`` keys; the others are errors."""
+    out = {}
+    for key, value in rows:
+        if isinstance(value, dict) and all(k in value for k in required):
+            out[key] = value
+        else:
+            errors.append(f"{what} record {key!r} is malformed: {value!r:.80}")
+    return out
+
+
+def _split(raw: Mapping[str, list[tuple[str, Any]]], loaded: Loaded) -> None:
+    errors = loaded.errors
     journal: dict[str, list[Mapping[str, Any]]] = {}
-    for key, value in raw["journal"]:
+    for key, value in raw["journal"]:  # several records per saga: not a dict by key
         if isinstance(value, dict):
             journal.setdefault(key, []).append(value)
         else:
-            errors.append(f"journal record of saga {key!r} is not a record: {value!r:.80}")
-    snapshots = {}
-    for key, value in raw["journal_snapshots"]:
-        if isinstance(value, dict):
-            snapshots[key] = value
-        else:
-            errors.append(f"journal_snapshots record {key!r} is not a saga state")
-    records = {}
-    for key, value in raw["idempotency"]:
-        if isinstance(value, dict) and "symbol" in value:
-            records[key] = value
-        else:
-            errors.append(f"idempotency record {key!r} is not an order record")
+            errors.append(f"journal record of saga {key!r} is malformed: {value!r:.80}")
+    positions, position_fills, applied_at = _positions(raw["positions"], errors)
     loaded.sources = replace(
-        loaded.sources, records=records, journal=journal, applied_at=applied_at,
-        ledger_txns=_txns(raw["ledger"], errors),
+        loaded.sources, journal=journal, applied_at=applied_at,
+        records=_dicts(raw["idempotency"], errors, "idempotency", "symbol", "side"),
+        ledger_txns=_dicts(raw["ledger"], errors, "ledger", "postings"),
     )  # fmt: skip
     loaded.live = LiveState(
-        positions=positions, position_fills={s: frozenset(t) for s, t in fills.items()},
-        balances=balances, snapshots=snapshots,
+        positions=positions, position_fills=position_fills,
+        balances=_balances(raw["ledger_balances"], errors),
+        snapshots=_dicts(raw["journal_snapshots"], errors, "journal_snapshots", "status"),
     )  # fmt: skip
-
-
-def _txns(rows: list[tuple[str, Any]], errors: list[str]) -> dict[str, Any]:
-    out = {}
-    for key, value in rows:
-        if isinstance(value, dict) and isinstance(value.get("postings"), list):
-            out[key] = value
-        else:
-            errors.append(f"ledger record {key!r} is not a transaction")
-    return out
 
 
 def _log_files(log_dir: Path, taxonomy: str) -> list[Path]:
