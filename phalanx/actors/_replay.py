@@ -324,6 +324,8 @@ def replay_saga(
                     state, created_at=float(record["at"]), updated_at=float(record["at"])
                 )
             plan = advance(state, _event(record["event"]), definition)
+            commands = list(record.get("commands") or ())
+            outbox = tuple(sp.command_from_dict(c) for c in commands)
         except (SagaError, KeyError, TypeError, ValueError) as exc:
             problems.append(f"record {record['seq']}: {_short(exc)}")
             return None, "corrupt", problems
@@ -333,10 +335,9 @@ def replay_saga(
         if plan.record["status"] != record.get("status"):
             problems.append(f"record {record['seq']}: status {record.get('status')!r}, "
                             f"replay says {plan.record['status']!r}")  # fmt: skip
-        commands = list(record.get("commands") or ())
         if _strip_ids(plan.record["commands"]) != _strip_ids(commands):
             problems.append(f"record {record['seq']}: commands differ from the replay")
-        state = replace(plan.state, outbox=tuple(sp.command_from_dict(c) for c in commands))
+        state = replace(plan.state, outbox=outbox)
     return state, state.status, problems
 
 
