@@ -25,12 +25,13 @@ import msgpack
 import pytest
 
 from phalanx import ActorSystem
-from phalanx.actors import BUY, buy_input
+from phalanx.actors import BUY, SELL, buy_input, sell_input
 from phalanx.actors._position_model import PositionState
 from phalanx.actors._replay import LiveState, ReplaySources, replay
 from phalanx.actors.saga import await_saga, start_saga
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.cli import main
+from phalanx.storage._positions import PositionStore
 from tests.chaos import node_config, trading_node
 
 TICK = Decimal("0.01")
@@ -78,20 +79,26 @@ def chaos_var(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 if i in (2, 5):  # accepted, but the response is lost: an unknown outcome
                     venue.inject(Fault("lost", "POST /api/v3/order", when="after"))
                 t = venue.engine.ticker("BTCUSDT")
-                if i == 6:  # far below the book: rests, times out, compensates
-                    price = (Decimal(t["bidPrice"]) * Decimal("0.98")).quantize(TICK)
-                else:
-                    price = (Decimal(t["askPrice"]) * Decimal("1.0005")).quantize(TICK)
+                bid, ask = Decimal(t["bidPrice"]), Decimal(t["askPrice"])
                 saga_id = f"replay-{i}"
-                order = buy_input("BTC/USDT", Decimal("0.002"), price, fill_timeout_s=0.4)
-                start_saga(node.system, BUY, saga_id, order)
+                if i in (3, 7):  # sells among the buys: the position realizes PnL
+                    price = (bid * Decimal("0.9995")).quantize(TICK)
+                    order = sell_input("BTC/USDT", Decimal("0.001"), price, fill_timeout_s=0.4)
+                    start_saga(node.system, SELL, saga_id, order)
+                else:  # i == 6 is far below the book: it rests, times out, compensates
+                    price = bid * Decimal("0.98") if i == 6 else ask * Decimal("1.0005")
+                    order = buy_input(
+                        "BTC/USDT", Decimal("0.002"), price.quantize(TICK), fill_timeout_s=0.4
+                    )
+                    start_saga(node.system, BUY, saga_id, order)
                 ids.append(saga_id)
             statuses = [await_saga(node.system, s, timeout=60.0).status for s in ids]
         finally:
             killer.halt.set()
             killer.join(10.0)
             venue.clear_faults()
-    return {"var": var, "statuses": statuses, "kills": len(killer.kills)}
+        position = PositionStore(node.system.storage).load("BTC/USDT")
+    return {"var": var, "statuses": statuses, "kills": len(killer.kills), "position": position}
 
 
 def _copy(chaos_var: dict[str, Any], tmp_path: Path) -> Path:
@@ -120,6 +127,8 @@ def test_replay_after_a_chaos_run_matches_the_live_state(
     assert "compensated" in chaos_var["statuses"]
     assert "completed" in chaos_var["statuses"]
     assert chaos_var["kills"] > 0
+    position = chaos_var["position"]
+    assert position.realized_pnl + position.fees != 0  # a sell closed part of the position
 
     code = main(["replay", "--var-dir", str(chaos_var["var"])])
     out = capsys.readouterr()
