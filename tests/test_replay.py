@@ -23,14 +23,20 @@ from typing import Any
 import lmdb
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from phalanx import ActorSystem
 from phalanx.actors import BUY, SELL, buy_input, sell_input
+from phalanx.actors._ledger_actor import ledger_fill_from
 from phalanx.actors._position_model import PositionState
 from phalanx.actors._replay import LiveState, ReplaySources, replay
 from phalanx.actors.saga import await_saga, start_saga
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.cli import main
+from phalanx.protocols.trading import OrderFill
+from phalanx.storage import Ledger, Storage, plan_opening
+from phalanx.storage._orders import OrderRecord, OrderStore
 from phalanx.storage._positions import PositionStore
 from tests.chaos import node_config, trading_node
 
@@ -402,3 +408,61 @@ def test_an_unreadable_lmdb_file_is_a_runtime_error_without_traceback(
     err = capsys.readouterr().err
     assert "cannot open LMDB environment" in err
     assert "Traceback" not in err
+
+
+_FILLS = st.lists(
+    st.tuples(st.sampled_from(("buy", "sell")), st.integers(1, 50), st.integers(90, 110)),
+    min_size=1,
+    max_size=10,
+)
+
+
+@given(fills=_FILLS, rnd=st.randoms(use_true_random=False), corrupt=st.integers(0, 2))
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+def test_replay_matches_in_whatever_order_the_node_applied_fills_and_catches_a_changed_balance(
+    tmp_path_factory: pytest.TempPathFactory,
+    fills: list[tuple[str, int, int]],
+    rnd: random.Random,
+    corrupt: int,
+) -> None:
+    var = tmp_path_factory.mktemp("prop") / "var"
+    (var / "logs").mkdir(parents=True)
+    made = [
+        OrderFill(trade_id=str(i), order_req_id=f"o-{i}", exchange_order_id=str(i),
+                  symbol="BTC/USDT", side=side, price=Decimal(price),  # type: ignore[arg-type]
+                  amount=Decimal(amount) / 1000, fee=Decimal("0.01"), fee_currency="USDT",
+                  timestamp=1000 + i)
+        for i, (side, amount, price) in enumerate(fills)
+    ]  # fmt: skip
+    applied = [*made, *rnd.sample(made, 1)]  # one fill sunk twice: a no-op the second time
+    rnd.shuffle(applied)  # concurrent orders reach the Position in any order
+    with Storage(var / "state.lmdb", sync=False) as storage:
+        ledger, positions, orders = Ledger(storage), PositionStore(storage), OrderStore(storage)
+        ledger.post(plan_opening("paper", {"USDT": Decimal(1000), "BTC": Decimal(1)},
+                                 {"BTC": Decimal(100)}))  # fmt: skip
+        for f in made:
+            orders.register(OrderRecord(
+                order_req_id=f.order_req_id, client_order_id=f"c-{f.trade_id}", generation=0,
+                status="filled", symbol=f.symbol, side=f.side, type="limit", amount=f.amount,
+                price=f.price, exchange_order_id=f.exchange_order_id, fills={f.trade_id: f},
+                filled=f.amount, fee=f.fee,
+            ))  # fmt: skip
+        for step, f in enumerate(applied):
+            positions.apply_fill(f.symbol, f.trade_id, f.side, f.amount, f.price, f.fee, step)
+            ledger.post_fill(ledger_fill_from(f))
+        lines = [{"event": "order_fill", "order_req_id": f.order_req_id, "trade_id": f.trade_id,
+                  "price": str(f.price), "amount": str(f.amount), "fee": str(f.fee),
+                  "fee_currency": "USDT"} for f in made]  # fmt: skip
+    (var / "logs" / "order.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+    assert main(["replay", "--var-dir", str(var)]) == 0
+
+    account = ("assets:BTC", "assets:USDT", "expenses:fees:USDT")[corrupt]
+
+    def nudge(raw: bytes) -> bytes:
+        value, quantity = msgpack.unpackb(raw, raw=False)
+        return msgpack.packb([value, str(Decimal(quantity) + Decimal("0.001"))])  # type: ignore[no-any-return]
+
+    _rewrite(var, "ledger_balances", account.encode(), nudge)
+    assert main(["replay", "--var-dir", str(var)]) == 1
