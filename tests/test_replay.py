@@ -466,3 +466,32 @@ def test_replay_matches_in_whatever_order_the_node_applied_fills_and_catches_a_c
 
     _rewrite(var, "ledger_balances", account.encode(), nudge)
     assert main(["replay", "--var-dir", str(var)]) == 1
+
+
+def test_fills_older_than_the_retained_order_log_are_noted_not_a_mismatch(
+    chaos_var: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    var = _copy(chaos_var, tmp_path)
+    log = var / "logs" / "order.jsonl"
+    lines = log.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if '"order_fill"' in line)
+    log.write_text("\n".join(lines[first + 1 :]) + "\n")  # as if retention dropped the start
+
+    code = main(["replay", "--var-dir", str(var)])
+    out = capsys.readouterr().out
+
+    assert code == 0, out
+    assert "predate the oldest order log (retention)" in out
+
+
+def test_a_missing_order_log_is_one_difference_not_one_per_fill(
+    chaos_var: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    var = _copy(chaos_var, tmp_path)
+    (var / "logs" / "order.jsonl").unlink()
+
+    code = main(["replay", "--var-dir", str(var), "--json"])
+    report = json.loads(capsys.readouterr().out)
+
+    assert code == 1
+    assert [d["what"] for d in report["differences"]] == ["order log"]

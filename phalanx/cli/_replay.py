@@ -41,6 +41,7 @@ __all__ = ["add_parser", "load"]
 
 _DBS = ("idempotency", "positions", "ledger", "ledger_balances", "journal",
         "journal_snapshots", "reconcile")  # fmt: skip
+_INF = float("inf")
 _TRADING = ("idempotency", "ledger", "journal_snapshots", "positions")
 
 
@@ -221,12 +222,16 @@ def _read_logs(var_dir: Path, epoch: float | None, loaded: Loaded) -> None:
     fills: list[dict[str, Any]] = []
     kinds: dict[str, str] = {}
     skipped = 0
+    since: float | None = None  # the oldest order line: what retention left
+    order_files = _log_files(log_dir, "order")
     for taxonomy, event in (("order", "order_fill"), ("decision", "saga_started")):
-        for path in _log_files(log_dir, taxonomy):
+        for path in order_files if taxonomy == "order" else _log_files(log_dir, taxonomy):
             for _, line in _lines(path, loaded.errors):
+                ts = _ts(line)
+                if taxonomy == "order" and ts is not None:
+                    since = ts if since is None else min(since, ts)
                 if line.get("event") != event:
                     continue
-                ts = _ts(line)
                 if epoch is not None and ts is not None and ts < epoch:
                     skipped += 1
                     continue
@@ -236,7 +241,10 @@ def _read_logs(var_dir: Path, epoch: float | None, loaded: Loaded) -> None:
                     kinds[str(line["saga_id"])] = str(line["saga_kind"])
     if skipped:
         loaded.notes.append(f"{skipped} log lines older than this state (an earlier run) skipped")
-    loaded.sources = replace(loaded.sources, log_fills=fills, saga_kinds=kinds)
+    loaded.sources = replace(
+        loaded.sources, log_fills=fills, saga_kinds=kinds,
+        log_since=None if not order_files else (since if since is not None else _INF),
+    )  # fmt: skip
 
 
 def _epoch(raw: Mapping[str, list[tuple[str, Any]]]) -> float | None:
