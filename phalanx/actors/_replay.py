@@ -14,7 +14,13 @@ rebuild never reads derived state for values:
 - balances are the opening transaction(s) plus :func:`plan_fill` of every
   fill (through :func:`ledger_fill_from`, as the fill sink posts them);
 - saga outcomes come from feeding each saga's journaled events through
-  :func:`~phalanx.actors.saga.advance`, never from its snapshot.
+  :func:`~phalanx.actors.saga.advance`, never from its snapshot; each
+  record's status and commands must be what ``advance`` gives, and the
+  folded state must equal the snapshot field by field.
+
+Cross-checks: a logged fill no record holds, a record fill with no log line
+(unless it predates the oldest retained log line), a ledger ``fill:``
+transaction no fill explains, a position marker no fill explains.
 
 :func:`replay` returns a :class:`ReplayReport` whose ``differences`` are
 empty when the live state matches. Fills the sink refuses (a fee in another
