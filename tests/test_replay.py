@@ -26,16 +26,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phalanx import ActorSystem
+from phalanx import ActorSystem, Retry
 from phalanx.actors import BUY, SELL, buy_input, sell_input
 from phalanx.actors._ledger_actor import ledger_fill_from
 from phalanx.actors._position_model import PositionState
-from phalanx.actors._replay import LiveState, ReplaySources, replay
-from phalanx.actors.saga import await_saga, start_saga
+from phalanx.actors._replay import LiveState, ReplaySources, replay, replay_saga
+from phalanx.actors.saga import (
+    SagaDefinition,
+    Step,
+    StepContext,
+    await_saga,
+    register_saga,
+    start_saga,
+    start_saga_supervisor,
+)
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.cli import main
 from phalanx.protocols.trading import OrderFill
 from phalanx.storage import Ledger, Storage, plan_opening
+from phalanx.storage._journal import SagaJournal
 from phalanx.storage._orders import OrderRecord, OrderStore
 from phalanx.storage._positions import PositionStore
 from tests.chaos import node_config, trading_node
@@ -495,3 +504,53 @@ def test_a_missing_order_log_is_one_difference_not_one_per_fill(
 
     assert code == 1
     assert [d["what"] for d in report["differences"]] == ["order log"]
+
+
+class _Refused(Exception):
+    """A permanent domain error: the step fails at once."""
+
+    phalanx_error_class = "permanent"
+
+
+def test_a_saga_ending_compensation_failed_after_retries_replays_to_its_snapshot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Retries (ScheduleRetry with seeded jitter), a dead letter (an id only the actor
+    # knows) and an alert: the fold through advance() must still equal the snapshot.
+    tries = {"s2": 0}
+
+    def flaky(ctx: StepContext) -> dict[str, int]:
+        tries["s2"] += 1
+        if tries["s2"] < 3:
+            raise ConnectionError("transient")
+        return {"tries": tries["s2"]}
+
+    def refuse(ctx: StepContext) -> None:
+        raise _Refused("no")
+
+    def broken_undo(ctx: StepContext) -> None:
+        raise ConnectionError("undo keeps failing")
+
+    retry = Retry(max_attempts=3, backoff="exponential", base=0.001, max=0.01, jitter=0.5)
+    register_saga(SagaDefinition("replay_compfail", [
+        Step("s1", lambda ctx: {"ok": 1}, compensation=lambda ctx: None, retry=retry),
+        Step("s2", flaky, compensation=broken_undo, retry=retry, compensation_retry=retry),
+        Step("s3", refuse, retry=retry),
+    ]))  # fmt: skip
+    var = tmp_path / "var"
+    with ActorSystem(name="replay-saga", var_dir=var, sync=False) as system:
+        start_saga_supervisor(system)
+        start_saga(system, "replay_compfail", "cf-1", {"note": "x"})
+        snap = await_saga(system, "cf-1", timeout=10.0)
+        journal = SagaJournal(system.storage)
+        records, raw = journal.records("cf-1"), journal.load("cf-1")
+    assert snap.status == "compensation_failed"
+
+    state, status, problems = replay_saga("cf-1", "replay_compfail", records)
+
+    assert problems == []
+    assert status == "compensation_failed"
+    assert state is not None
+    assert raw is not None
+    assert {**state.to_dict(), "input": raw["input"]} == raw
+    assert main(["replay", "--var-dir", str(var)]) == 0, capsys.readouterr().out
