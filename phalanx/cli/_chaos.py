@@ -158,7 +158,13 @@ def run(args: argparse.Namespace) -> int:
     for action in plan:
         counts[action.kind] = counts.get(action.kind, 0) + 1
     progress(f"phalanx chaos: seed {args.seed}, {args.duration}s, {len(plan)} actions {counts}")
-    verdict = _campaign.run_campaign(plan, driver, progress)
+    try:
+        verdict = _campaign.run_campaign(plan, driver, progress)
+    except OSError as exc:  # the venue (or the var dir) went away while judging
+        print(f"phalanx: error: cannot take the verdict: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        driver.close()
     verdict = verdict.with_campaign(seed=args.seed, planned_by_kind=counts)
     print(verdict.dumps(indent=None if args.json else 1), flush=True)
     return 0 if verdict.ok else 1
