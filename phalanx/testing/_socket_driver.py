@@ -63,7 +63,13 @@ class SocketDriver:
     venue-side invariants. ``restart_cmd`` overrides ``VAR/node.cmd``.
     ``fault_endpoint`` replaces the ``*`` endpoint of planned faults (5xx,
     bans), so they hit that endpoint only. ``progress`` receives one line per
-    notable step.
+    notable step. Facts for the verdict (faults injected, node kills, restart
+    times, the measured ``fault_ratio``) are merged into ``verdict.campaign``::
+
+        driver = SocketDriver("var/chaos", "http://127.0.0.1:8123").connect()
+        plan = plan_campaign(7, 60, kill_rate=2, fault_rate=0.6, node_kills=2)
+        verdict = run_campaign(plan, driver)   # the node is shut down in order
+        assert verdict.ok, verdict.dumps(indent=1)
     """
 
     def __init__(
