@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from phalanx.cli import _ctl, _dlq, _logs, _replay, _run, _shell, _venue
+from phalanx.cli import _chaos, _ctl, _dlq, _logs, _replay, _run, _shell, _venue
 from phalanx.errors import ConfigError, PhalanxError
 
 __all__ = ["EXIT_NO_NODE", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "build_parser", "main"]
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ctl.add_parser(sub)
     _shell.add_parser(sub)
     _replay.add_parser(sub)
+    _chaos.add_parser(sub)
     return parser
 
 

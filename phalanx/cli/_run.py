@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -132,7 +133,7 @@ def _run_trading(
     stop: threading.Event,
 ) -> dict[str, Any]:
     """Start the trading core, print progress until stopped, drain, and summarize."""
-    node = start_trading(system, config, venue)
+    node = start_trading(system, config, venue, order_options=_test_order_options())
     r: dict[str, Any] = dict(node.reconciliation or {})
     print(
         f"  reconciliation: ok={r.get('ok')} fills_applied={r.get('fills_applied')} "
@@ -161,6 +162,37 @@ def _run_trading(
         print("phalanx: some sagas are still running (they resume at the next boot)", flush=True)
     print(_progress(node), flush=True)
     return node.summary()
+
+
+def _test_order_options() -> dict[str, Any]:
+    """Test-only Order switches from the environment; never set in production or config.
+
+    ``PHALANX_TEST_BLIND_RESEND=1`` turns on the deliberately broken Order actor
+    of issue 7 (it resends the same client id on an unknown outcome instead of
+    looking it up), so chaos tests can prove the duplicate-intent check fails.
+    """
+    if os.environ.get("PHALANX_TEST_BLIND_RESEND") == "1":
+        print("phalanx: TEST ONLY: blind resend is on (PHALANX_TEST_BLIND_RESEND=1)", flush=True)
+        return {"blind_resend": True}
+    return {}
+
+
+def _restart_command(args: argparse.Namespace, var_dir: Path) -> dict[str, Any]:
+    """``VAR/node.cmd``: how to start this node again (``phalanx chaos`` does, after a SIGKILL).
+
+    Paths are absolute; the environment (api keys) is not recorded: the
+    restarting process passes its own.
+    """
+    argv = [sys.executable, "-m", "phalanx", "run", "--var-dir", str(var_dir.resolve())]
+    if args.config:
+        argv += ["-c", str(Path(args.config).resolve())]
+    if args.seed is not None:
+        argv += ["--seed", str(args.seed)]
+    if args.duration:
+        argv += ["--for", str(args.duration)]
+    if args.summary:
+        argv += ["--summary", str(Path(args.summary).resolve())]
+    return {"argv": argv, "cwd": os.getcwd()}
 
 
 def _with_seed(config: NodeConfig, seed: int | None) -> NodeConfig:
@@ -227,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
                                auto_step_s=config.venue.step_s).start()  # fmt: skip
         with system:
             (var_dir / "node.pid").write_text(f"{os.getpid()}\n")
+            (var_dir / "node.cmd").write_text(json.dumps(_restart_command(args, var_dir)) + "\n")
             # Right after start, so event counts cover the whole run; it stops with the node.
             observability = start_observability(system, config.metrics, config.alerts)
             print(f"phalanx node up: var={var_dir.resolve()}", flush=True)

@@ -10,8 +10,9 @@
 - :class:`ActorProtocolMachine`: a hypothesis ``RuleBasedStateMachine`` base
   that owns an :class:`~phalanx.ActorSystem` per example;
 - campaigns: :func:`plan_campaign` (pure, seeded) and :func:`run_campaign`
-  against a :class:`Driver` (:class:`InProcessDriver` here; the control-socket
-  driver behind ``phalanx chaos`` implements the same protocol).
+  against a :class:`Driver` (:class:`InProcessDriver` in this process;
+  :class:`SocketDriver`, behind ``phalanx chaos``, drives a ``phalanx run``
+  node over its control socket, SIGKILLs and restarts it).
 
 Needs the ``dev`` extras (pytest, hypothesis). ``ActorProtocolMachine`` and
 the fixtures import them only when used, so the campaign and the checkers
@@ -48,6 +49,7 @@ from phalanx.testing._invariants import (
     check_sagas_terminal,
 )
 from phalanx.testing._monkey import ChaosMonkey, Kill, choose_target, matching
+from phalanx.testing._socket_driver import SocketDriver
 from phalanx.testing._venue_state import VenueState
 from phalanx.testing._verdict import (
     INVARIANTS,
@@ -79,6 +81,7 @@ __all__ = [
     "InvariantResult",
     "InvariantViolation",
     "Kill",
+    "SocketDriver",
     "VenueState",
     "Verdict",
     "assert_conservation",

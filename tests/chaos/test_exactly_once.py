@@ -19,7 +19,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -28,41 +27,13 @@ from typing import Any
 import pytest
 
 from phalanx.actors import BUY, buy_input
-from phalanx.actors.saga import await_saga, saga_snapshot, start_saga
+from phalanx.actors.saga import await_saga, start_saga
 from phalanx.actors.venue import Fault, PaperVenue
-from phalanx.storage import Ledger, Storage
-from phalanx.storage._positions import PositionStore
-from tests.chaos import (
-    duplicate_intents,
-    node_config,
-    trading_node,
-    venue_fills,
-    venue_totals,
-    verdict,
-)
+from phalanx.storage import Storage
+from phalanx.testing import ChaosMonkey
+from tests.chaos import node_config, trading_node, verdict, verdict_of
 
 TICK = Decimal("0.01")
-
-
-class _Killer(threading.Thread):
-    """Kills a random live Order or Saga actor every ``interval`` seconds."""
-
-    def __init__(self, system: Any, rng: random.Random, interval: float, limit: int) -> None:
-        super().__init__(name="chaos-killer", daemon=True)
-        self.system, self.rng, self.interval, self.limit = system, rng, interval, limit
-        self.halt = threading.Event()
-        self.kills: list[str] = []
-
-    def run(self) -> None:
-        while len(self.kills) < self.limit and not self.halt.wait(self.interval):
-            live = [
-                p for p in self.system.paths()
-                if p.startswith(("/orders/o-", "/sagas/s-")) and self.system.is_alive(p)
-            ]  # fmt: skip
-            if live:
-                path = self.rng.choice(sorted(live))
-                if self.system.kill(path):
-                    self.kills.append(path)
 
 
 def _inject(venue: PaperVenue, rng: random.Random) -> str | None:
@@ -97,8 +68,11 @@ def run_chaos(
     ):
         assert node.reconciliation is not None
         assert node.reconciliation.ok
-        killer = _Killer(node.system, random.Random(seed + 1), 0.05, limit=sagas if kills else 0)
-        killer.start()
+        # Kills random live Order and Saga actors, 20 a second on average.
+        monkey = ChaosMonkey(node.system, ("/orders/o-*", "/sagas/s-*"), rate_per_s=20.0,
+                             seed=seed + 1, max_kills=sagas)  # fmt: skip
+        if kills:
+            monkey.start()
         faults: dict[str, int] = {}
         ids: list[str] = []
         try:
@@ -121,12 +95,11 @@ def run_chaos(
             for saga_id in ids:
                 await_saga(node.system, saga_id, timeout=120.0)
         finally:
-            killer.halt.set()
-            killer.join(10.0)
+            monkey.stop()
             venue.clear_faults()
         return {
             **verdict(node, venue, ids),
-            "kills": len(killer.kills),
+            "kills": len(monkey.kills),
             "faults": faults,
             "accepted": len(venue.engine.accepted),
         }
@@ -207,23 +180,7 @@ def _boot(config: Path, var: Path, *extra: str) -> subprocess.Popen[str]:
 
 def _offline_verdict(var: Path, venue: PaperVenue, saga_ids: list[str]) -> dict[str, Any]:
     with Storage(var / "state.lmdb") as storage:
-        statuses: dict[str, int] = {}
-        for saga_id in saga_ids:
-            snap = saga_snapshot(storage, saga_id)
-            status = snap.status if snap is not None else "missing"
-            statuses[status] = statuses.get(status, 0) + 1
-        ledger = Ledger(storage)
-        positions = PositionStore(storage)
-        gaps = {
-            s: positions.load(s).quantity - venue_fills(venue, s) for s in ("BTC/USDT", "ETH/USDT")
-        }
-        return {
-            "duplicates": duplicate_intents(venue, saga_ids),
-            "statuses": statuses,
-            "trial_difference": ledger.trial_balance()["difference"],
-            "ledger_vs_venue": ledger.verify(venue_totals(venue)),
-            "position_gap": {s: g for s, g in gaps.items() if g},
-        }
+        return verdict_of(storage, venue, saga_ids)
 
 
 @pytest.mark.slow
