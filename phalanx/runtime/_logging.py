@@ -67,13 +67,18 @@ _MIN_SECRET_LEN = 4  # shorter registered values would mask ordinary words every
 _MAX_DEPTH = 20  # deeper structures are rendered as (masked) text
 _SCALARS = frozenset({int, bool, type(None)})
 _MASK_CACHE_SIZE = 4096  # masked str values kept per manager (cleared when full)
+_MASK_CACHE_MAX_LEN = 200  # longer values (messages, reprs) are masked every time
 _encode = json.JSONEncoder().encode  # the masked dict is JSON-ready: no fallback needed
 
 
 def _dumps(obj: Any, **_kwargs: Any) -> str:
     # JSONRenderer passes default=<fallback>, which makes json.dumps build a new
-    # encoder per line; the masked dict never needs it (only JSON types remain).
-    return _encode(obj)
+    # encoder per line; the masked dict never needs it (only JSON types remain),
+    # and the fallback is kept only so that a logging call can never raise.
+    try:
+        return _encode(obj)
+    except (TypeError, ValueError):
+        return json.dumps(obj, default=repr)
 
 
 _RENDER = structlog.processors.JSONRenderer(serializer=_dumps)
@@ -304,9 +309,10 @@ class LogManager:
                 text = cache.get(value)
                 if text is None:
                     text = _mask_text(value, secrets)
-                    if len(cache) >= _MASK_CACHE_SIZE:
-                        cache.clear()  # unique ids would fill it: start over
-                    cache[value] = text
+                    if len(value) <= _MASK_CACHE_MAX_LEN:
+                        if len(cache) >= _MASK_CACHE_SIZE:
+                            cache.clear()  # unique ids would fill it: start over
+                        cache[value] = text
                 masked[key] = text
             elif kind in _SCALARS:
                 masked[key] = value

@@ -12,7 +12,7 @@ import ccxt
 import pytest
 
 from phalanx import ActorSystem, CircuitOpen, Retry, trace_scope
-from phalanx.actors.exchange import ConnectionState, connection_spec
+from phalanx.actors.exchange import ConnectionState, connection_spec, order_reply
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.errors import UnknownOutcome
 from phalanx.protocols.exchange import (
@@ -296,3 +296,20 @@ def test_a_failed_trial_after_a_ban_reopens_instead_of_locking_out(
     clock.now += state.breaker.reset_timeout
     assert system.ask(PATH, FetchBalance(), timeout=5).free  # the next trial succeeds
     assert state.breaker.state == "closed"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"id": "7", "status": None, "symbol": BTC},
+        {"id": None, "status": "closed", "symbol": BTC},
+        {"id": "7", "status": "closed", "symbol": BTC, "filled": "n/a"},
+        {"id": "7", "status": "open", "symbol": None},
+        {"id": "7", "status": "closed", "symbol": BTC, "trades": [{"id": "t1", "price": None}]},
+    ],
+)
+def test_an_order_reply_without_id_or_status_or_unreadable_is_an_unknown_outcome(
+    reply: dict[str, Any],
+) -> None:
+    with pytest.raises(UnknownOutcome):
+        order_reply(reply)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import ccxt
+from pydantic import ValidationError
 
 from phalanx.actors.exchange._limits import LatencyWindow, TokenBucket
 from phalanx.errors import CircuitOpen, UnknownOutcome
@@ -136,16 +137,21 @@ def order_reply(o: dict[str, Any]) -> OrderReply:
         raise UnknownOutcome(
             f"order reply without id/status (id={o.get('id')!r}, status={o.get('status')!r})"
         )
-    fee = o.get("fee") or {}
-    trades = o.get("trades")
-    return OrderReply(
-        id=str(o["id"]), client_order_id=o.get("clientOrderId"), symbol=o["symbol"],
-        status=o["status"], side=o.get("side"), type=o.get("type"), amount=o.get("amount"),
-        filled=o.get("filled"), remaining=o.get("remaining"), price=o.get("price"),
-        average=o.get("average"), cost=o.get("cost"), fee_cost=fee.get("cost"),
-        fee_currency=fee.get("currency"),
-        trades=[_trade(t) for t in trades if t.get("id") is not None] if trades else [],
-    )  # fmt: skip
+    try:
+        fee = o.get("fee") or {}
+        trades = o.get("trades")
+        return OrderReply(
+            id=str(o["id"]), client_order_id=o.get("clientOrderId"), symbol=o["symbol"],
+            status=o["status"], side=o.get("side"), type=o.get("type"), amount=o.get("amount"),
+            filled=o.get("filled"), remaining=o.get("remaining"), price=o.get("price"),
+            average=o.get("average"), cost=o.get("cost"), fee_cost=fee.get("cost"),
+            fee_currency=fee.get("currency"),
+            trades=[_trade(t) for t in trades if t.get("id") is not None] if trades else [],
+        )  # fmt: skip
+    except (ValidationError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+        # The venue answered for this order but the answer cannot be read: what
+        # happened to the order is not known (never a rejection the caller may retry).
+        raise UnknownOutcome(f"order reply {o.get('id')!r} unreadable: {exc}") from exc
 
 
 class ExchangeConnection(Actor):
