@@ -313,3 +313,24 @@ def test_an_order_reply_without_id_or_status_or_unreadable_is_an_unknown_outcome
 ) -> None:
     with pytest.raises(UnknownOutcome):
         order_reply(reply)
+
+
+def test_three_failed_calls_in_a_row_make_the_connection_degraded_in_events_and_health_log(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    _start(system, venue, rate_limit_per_s=100, burst=10)
+    venue.inject(Fault("http_503", endpoint="GET /api/v3/ticker/24hr", count=3))
+    with pytest.raises(ccxt.ExchangeNotAvailable):  # attempt 3 of 3 fails too
+        system.ask(PATH, FetchTicker(symbol=BTC), timeout=10)
+    assert system.ask(PATH, FetchTicker(symbol=BTC), timeout=5).last is not None
+    states = [e.fields["new"] for e in system.events.recent(100, kind="connection_state")]
+    assert states == ["connected", "degraded", "connected"]
+    system.logs.close()
+    health = (Path(system.var_dir) / "logs" / "health.jsonl").read_text().splitlines()
+    logged = [json.loads(x) for x in health if '"connection_state"' in x]
+    assert [(x["old"], x["new"]) for x in logged] == [
+        ("connecting", "connected"),
+        ("connected", "degraded"),
+        ("degraded", "connected"),
+    ]
+    assert logged[1]["errors"] == 3
