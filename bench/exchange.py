@@ -6,10 +6,15 @@
   own keep-alive ccxt client built from the same config. Target (issue 4):
   overhead <= 15%.
   Method: the process is pinned to one core (PHALANX_BENCH_PIN=0 to not);
-  BLOCKS pairs of BLOCK round trips, interleaved A-B then B-A so drift and
-  neighbours' load hit both sides alike; the overhead is the median of the
-  per-pair time ratios (each pair ran back to back). The tracer stays on: its
-  line count is reported.
+  every round trip is timed on its own and the sides alternate round trip by
+  round trip (A-B-C, then C-B-A), so drift and the neighbours' load hit every
+  side alike; a side's figure is the median of its ROUNDS round trips, and
+  the overhead is the ratio of the medians (p25 ratio next to it: the least
+  disturbed round trips). The tracer stays on: its line count is reported.
+  A third side, ``thread_hop``, makes the same ccxt calls on a plain thread
+  that the caller hands each call to (a queue and a future, nothing else):
+  DESIGN 6 puts the client on its own thread, so its overhead is the floor
+  any such design pays in the same run.
 - the matching engine alone (no HTTP): market orders per second.
 """
 
@@ -17,9 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -27,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import ccxt
+from pykka import ThreadingFuture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,40 +47,68 @@ from phalanx.actors.venue import MatchingEngine, PaperVenue
 from phalanx.protocols.exchange import CancelOrder, CreateOrder
 from phalanx.runtime._config import ExchangeConfig
 
-BLOCK = 25  # round trips per timed block
-BLOCKS = 24  # timed blocks per side (600 round trips each)
+ROUNDS = 600  # timed round trips per side
 PATH = "/bench/paper"
 
 
 def _direct(ex: ccxt.binance) -> Callable[[str], None]:
     def run(tag: str) -> None:
-        for i in range(BLOCK):
-            order = ex.create_order(
-                "BTC/USDT", "limit", "buy", 0.001, 30000, {"clientOrderId": f"{tag}-{i}"}
-            )
-            ex.cancel_order(order["id"], "BTC/USDT")
+        order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 30000, {"clientOrderId": tag})
+        ex.cancel_order(order["id"], "BTC/USDT")
 
     return run
 
 
 def _through_actor(system: ActorSystem) -> Callable[[str], None]:
     def run(tag: str) -> None:
-        for i in range(BLOCK):
-            order = system.ask(
-                PATH,
-                CreateOrder(symbol="BTC/USDT", side="buy", type="limit", amount=Decimal("0.001"),
-                            price=Decimal(30000), client_order_id=f"{tag}-{i}"),
-                timeout=30,
-            )  # fmt: skip
-            system.ask(PATH, CancelOrder(symbol="BTC/USDT", id=order.id), timeout=30)
+        order = system.ask(
+            PATH,
+            CreateOrder(symbol="BTC/USDT", side="buy", type="limit", amount=Decimal("0.001"),
+                        price=Decimal(30000), client_order_id=tag),
+            timeout=30,
+        )  # fmt: skip
+        system.ask(PATH, CancelOrder(symbol="BTC/USDT", id=order.id), timeout=30)
 
     return run
+
+
+def _thread_hop(ex: ccxt.binance) -> tuple[Callable[[str], None], Callable[[], None]]:
+    calls: queue.SimpleQueue[
+        tuple[Callable[..., Any], tuple[Any, ...], ThreadingFuture[Any]] | None
+    ]
+    calls = queue.SimpleQueue()
+
+    def serve() -> None:
+        while (item := calls.get()) is not None:
+            fn, args, future = item
+            future.set(fn(*args))
+
+    worker = threading.Thread(target=serve, name="bench-thread-hop")
+    worker.start()
+
+    def call(fn: Callable[..., Any], *args: Any) -> Any:
+        future: ThreadingFuture[Any] = ThreadingFuture()
+        calls.put((fn, args, future))
+        return future.get(timeout=30)
+
+    def run(tag: str) -> None:
+        order = call(
+            ex.create_order, "BTC/USDT", "limit", "buy", 0.001, 30000, {"clientOrderId": tag}
+        )
+        call(ex.cancel_order, order["id"], "BTC/USDT")
+
+    def stop() -> None:
+        calls.put(None)
+        worker.join()
+
+    return run, stop
 
 
 def round_trips() -> dict[str, Any]:
     """Interleaved timed blocks of both sides; medians and the per-pair overhead."""
     direct_s: list[float] = []
     actor_s: list[float] = []
+    hop_s: list[float] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         with PaperVenue(seed=7) as venue, ActorSystem(var_dir=tmp, sync=False) as system:
@@ -91,27 +127,46 @@ def round_trips() -> dict[str, Any]:
                     )
                 ],
             )
-            sides = [(_direct(ex), direct_s, "d"), (_through_actor(system), actor_s, "a")]
-            for run, _, tag in sides:
-                run(f"warm-{tag}")
-            for b in range(BLOCKS):
-                for run, times, tag in sides if b % 2 == 0 else sides[::-1]:
-                    start = time.perf_counter()
-                    run(f"{tag}{b}")
-                    times.append(time.perf_counter() - start)
+            hop_ex = ccxt.binance(cc)  # its own keep-alive client, as the other two
+            hop_ex.load_markets()
+            hop, stop_hop = _thread_hop(hop_ex)
+            sides = [
+                (_direct(ex), direct_s, "d"),
+                (_through_actor(system), actor_s, "a"),
+                (hop, hop_s, "h"),
+            ]
+            try:
+                for i in range(20):  # warm-up: connections, caches, the adaptive timeout
+                    for run, _, tag in sides:
+                        run(f"warm-{tag}{i}")
+                clock = time.perf_counter
+                for i in range(ROUNDS):
+                    for run, times, tag in sides if i % 2 == 0 else sides[::-1]:
+                        start = clock()
+                        run(f"{tag}{i}")
+                        times.append(clock() - start)
+            finally:
+                stop_hop()
         # The system is shut down: every buffered tracer line is on disk.
         tracer = (Path(tmp) / "logs" / "tracer.jsonl").read_text().splitlines()
-    ratios = sorted(a / d for a, d in zip(actor_s, direct_s, strict=True))
-    d, a = statistics.median(direct_s), statistics.median(actor_s)
-    q = statistics.quantiles(ratios, n=4)
+
+    def q(times: list[float], k: int) -> float:  # k-th quartile (2 = median)
+        return statistics.quantiles(times, n=4)[k - 1]
+
+    d, a, h = (statistics.median(x) for x in (direct_s, actor_s, hop_s))
     return {
-        "round_trips_per_side": BLOCK * BLOCKS,
-        "ccxt_direct_per_s": round(BLOCK / d, 1),
-        "through_connection_per_s": round(BLOCK / a, 1),
-        "overhead_pct": round((statistics.median(ratios) - 1) * 100, 1),
-        "overhead_pct_iqr": [round((q[0] - 1) * 100, 1), round((q[2] - 1) * 100, 1)],
-        "overhead_pct_of_medians": round((a / d - 1) * 100, 1),
+        "round_trips_per_side": ROUNDS,
+        "ccxt_direct_per_s": round(1 / d, 1),
+        "through_connection_per_s": round(1 / a, 1),
+        "overhead_pct": round((a / d - 1) * 100, 1),
+        "overhead_pct_at_p25": round((q(actor_s, 1) / q(direct_s, 1) - 1) * 100, 1),
         "target_overhead_pct_max": 15,
+        "thread_hop_per_s": round(1 / h, 1),
+        "thread_hop_overhead_pct": round((h / d - 1) * 100, 1),
+        "round_trip_ms_p25_p50_p75": {
+            name: [round(q(x, k) * 1000, 3) for k in (1, 2, 3)]
+            for name, x in (("direct", direct_s), ("connection", actor_s), ("hop", hop_s))
+        },
         "tracer_lines": sum(1 for line in tracer if '"exchange_call"' in line),
         "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
