@@ -33,7 +33,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -88,11 +88,22 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def _hand_off(logger: Any, method_name: str, event_dict: EventDict) -> Any:
-    # Last processor of a buffered taxonomy: the call's time goes in ts (its
-    # placeholder from add_context) and the dict itself to BufferedWriter.msg.
-    event_dict["ts"] = time.time()
-    return (event_dict,), {}
+_Step = Callable[[Any, str, EventDict], EventDict]
+
+
+def _capture(context: _Step, exceptions: _Step) -> structlog.typing.Processor:
+    def capture(logger: Any, method_name: str, event_dict: EventDict) -> Any:
+        # The only processor of a buffered taxonomy, on the logging thread: the
+        # context and an exception belong to it (contextvars, sys.exc_info()); the
+        # call's time goes in ts (stamped as text later) and the dict itself to
+        # BufferedWriter.msg. The exception renderer runs only when asked for.
+        out = context(logger, method_name, event_dict)
+        if "exc_info" in out:
+            out = exceptions(logger, method_name, out)
+        out["ts"] = time.time()
+        return (out,), {}
+
+    return capture
 
 
 @functools.lru_cache(maxsize=4096)
@@ -167,7 +178,7 @@ def mask_secrets(
 _LEVEL_NAMES = {"warn": "warning", "exception": "error"}
 
 
-def _add_context(taxonomy: str, node: str) -> structlog.typing.Processor:
+def _add_context(taxonomy: str, node: str) -> _Step:
     def add_context(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
         # A new dict in reading order: ts (a placeholder, stamped last), level, event,
         # taxonomy, node, actor, trace ids, then the call's fields, which win over
@@ -243,7 +254,8 @@ class LogManager:
             # Context and exceptions always on the logging thread (contextvars and
             # sys.exc_info() belong to it); masking after exception rendering, so
             # exception text is masked too.
-            processors: list[Any] = [_add_context(taxonomy, node), exceptions]
+            context = _add_context(taxonomy, node)
+            processors: list[Any] = [context, exceptions, self._mask_and_stamp, _RENDER]
             if taxonomy in buffered:
                 writer = BufferedWriter(
                     direct,
@@ -251,9 +263,7 @@ class LogManager:
                     interval=buffer_interval_s,
                     name=f"phalanx-log:{node}:{taxonomy}",
                 )
-                processors.append(_hand_off)
-            else:
-                processors += [self._mask_and_stamp, _RENDER]
+                processors = [_capture(context, exceptions)]
             self._writers[taxonomy] = writer
             # A concrete bound logger, not wrap_logger's lazy proxy (which
             # rebuilds a logger on every call and consults global config).

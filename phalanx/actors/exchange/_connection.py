@@ -338,7 +338,8 @@ class ExchangeConnection(Actor):
         if error is None:
             conn.consecutive_errors = 0
             conn.breaker.record_success()
-            self._set_state("connected")
+            if conn.state != "connected":  # only this actor writes it; re-checked locked
+                self._set_state("connected")
             return
         if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
             retry_after = self._retry_after()
