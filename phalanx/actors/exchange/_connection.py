@@ -300,7 +300,10 @@ class ExchangeConnection(Actor):
     def _call(self, endpoint: str, fn: Any, *args: Any) -> Any:
         conn = self.conn
         breaker = conn.breaker
-        if not breaker.allow():
+        # A closed circuit admits every call and allow() changes nothing then, so the
+        # locked allow() runs only when it may not be closed (a ban opened it, a
+        # half-open trial is due). Only this actor moves it out of closed.
+        if breaker.last_state != "closed" and not breaker.allow():
             until = breaker.opened_until()
             left = max(0.0, until - conn.clock()) if until is not None else 0.0
             raise CircuitOpen(f"{self.cfg.name} is banned or open for {left:.1f}s more")
@@ -336,8 +339,11 @@ class ExchangeConnection(Actor):
     def _after_call(self, error: BaseException | None) -> None:
         conn = self.conn
         if error is None:
+            # A success changes the breaker only if it is not closed or failures were
+            # counted since the last success (consecutive_errors counts exactly those).
+            if conn.consecutive_errors or conn.breaker.last_state != "closed":
+                conn.breaker.record_success()
             conn.consecutive_errors = 0
-            conn.breaker.record_success()
             if conn.state != "connected":  # only this actor writes it; re-checked locked
                 self._set_state("connected")
             return
