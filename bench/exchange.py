@@ -6,11 +6,12 @@
   own keep-alive ccxt client built from the same config. Target (issue 4):
   overhead <= 15%.
   Method: the process is pinned to one core (PHALANX_BENCH_PIN=0 to not);
-  every round trip is timed on its own and the sides alternate round trip by
-  round trip (A-B-C, then C-B-A), so drift and the neighbours' load hit every
-  side alike; a side's figure is the median of its ROUNDS round trips, and
-  the overhead is the ratio of the medians (p25 ratio next to it: the least
-  disturbed round trips). The tracer stays on: its line count is reported.
+  every round trip is timed on its own; the sides take turns in blocks of
+  BLOCK round trips (A-B-C, then C-B-A), so drift and the neighbours' load
+  hit every side alike while each side runs warm; a side's figure is the
+  median of its ROUNDS round trips, and the overhead is the ratio of the
+  medians (the p25 ratio next to it: the least disturbed round trips). The
+  tracer stays on: its line count is reported.
   A third side, ``thread_hop``, makes the same ccxt calls on a plain thread
   that the caller hands each call to (a queue and a future, nothing else):
   DESIGN 6 puts the client on its own thread, so its overhead is the floor
@@ -48,6 +49,7 @@ from phalanx.protocols.exchange import CancelOrder, CreateOrder
 from phalanx.runtime._config import ExchangeConfig
 
 ROUNDS = 600  # timed round trips per side
+BLOCK = int(os.environ.get("PHALANX_BENCH_BLOCK", "10"))  # round trips in a row per side
 PATH = "/bench/paper"
 
 
@@ -140,11 +142,12 @@ def round_trips() -> dict[str, Any]:
                     for run, _, tag in sides:
                         run(f"warm-{tag}{i}")
                 clock = time.perf_counter
-                for i in range(ROUNDS):
-                    for run, times, tag in sides if i % 2 == 0 else sides[::-1]:
-                        start = clock()
-                        run(f"{tag}{i}")
-                        times.append(clock() - start)
+                for b in range(ROUNDS // BLOCK):
+                    for run, times, tag in sides if b % 2 == 0 else sides[::-1]:
+                        for i in range(BLOCK):
+                            start = clock()
+                            run(f"{tag}{b}-{i}")
+                            times.append(clock() - start)
             finally:
                 stop_hop()
         # The system is shut down: every buffered tracer line is on disk.
