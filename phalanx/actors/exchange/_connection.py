@@ -109,10 +109,22 @@ class ConnectionState:
         self.lock = threading.Lock()
 
 
+_DECIMALS: dict[Any, Decimal] = {}  # ccxt number -> Decimal; the same sizes and prices recur
+
+
 def _dec(value: Any) -> Decimal | None:
     # Decimal(str(x)) then a Decimal field: 14 us per order reply, measured side by
     # side with handing pydantic the floats (it makes the same Decimal) at 18 us.
-    return None if value is None else Decimal(str(value))
+    # Keys equal as numbers (1 and 1.0, 0.0 and -0.0) map to equal Decimals.
+    if value is None:
+        return None
+    number = _DECIMALS.get(value)
+    if number is None:
+        number = Decimal(str(value))
+        if len(_DECIMALS) >= 4096:
+            _DECIMALS.clear()
+        _DECIMALS[value] = number
+    return number
 
 
 def _trade(t: dict[str, Any]) -> Trade:
