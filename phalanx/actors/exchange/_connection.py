@@ -322,11 +322,11 @@ class ExchangeConnection(Actor):
         waited, headroom = conn.bucket.acquire(conn.weights.get(endpoint, 1))
         timeout = conn.latency.timeout_ms()
         self.client.timeout = timeout
-        error: Exception | None = None
+        error: BaseException | None = None
         started = time.perf_counter()
         try:
             return fn(*args)
-        except Exception as exc:
+        except BaseException as exc:  # an interrupted call (ActorKilled) is no success
             error = exc
             raise
         finally:
@@ -366,8 +366,12 @@ class ExchangeConnection(Actor):
             return
         # Invariant: every call that allow() let through records an outcome, or a
         # half-open trial would stay taken and lock the venue out for good.
-        # The venue answering (a refusal included) proves it is reachable.
-        if isinstance(error, ccxt.NetworkError | ccxt.OperationFailed):
+        # The venue answering (a refusal included) proves it is reachable; a call
+        # interrupted in flight proves nothing.
+        failed = isinstance(error, ccxt.NetworkError | ccxt.OperationFailed) or not isinstance(
+            error, Exception
+        )
+        if failed:
             conn.breaker.record_failure()
         else:
             conn.breaker.record_success()
@@ -376,7 +380,7 @@ class ExchangeConnection(Actor):
                 "alert_fired", self.path, severity="critical", alert="exchange_auth_failed",
                 exchange=self.cfg.name, error=type(error).__name__,
             )  # fmt: skip
-        elif isinstance(error, ccxt.NetworkError | ccxt.OperationFailed):
+        elif failed:
             conn.consecutive_errors += 1
             if conn.consecutive_errors >= 3:
                 self._set_state("degraded", errors=conn.consecutive_errors)
