@@ -1,9 +1,21 @@
 """Order round trips through ExchangeConnection vs ccxt directly, and venue matching speed.
 
-- create + cancel of a resting limit order, N times: through the actor
-  (Ref.ask -> ExchangeConnection -> ccxt -> HTTP -> venue) next to calling
-  the same ccxt client code directly, in the same run. Target (issue 4):
+- create + cancel of a resting limit order: through the actor
+  (ask -> ExchangeConnection -> ccxt -> HTTP -> venue) next to the same ccxt
+  calls made directly, against the same embedded venue, each side with its
+  own keep-alive ccxt client built from the same config. Target (issue 4):
   overhead <= 15%.
+  Method: the process is pinned to one core (PHALANX_BENCH_PIN=0 to not);
+  every round trip is timed on its own; the sides take turns in blocks of
+  BLOCK round trips (A-B-C, then C-B-A), so drift and the neighbours' load
+  hit every side alike while each side runs warm; a side's figure is the
+  median of its ROUNDS round trips, and the overhead is the ratio of the
+  medians (the p25 ratio next to it: the least disturbed round trips). The
+  tracer stays on: its line count is reported.
+  A third side, ``thread_hop``, makes the same ccxt calls on a plain thread
+  that the caller hands each call to (a queue and a future, nothing else):
+  DESIGN 6 puts the client on its own thread, so its overhead is the floor
+  any such design pays in the same run.
 - the matching engine alone (no HTTP): market orders per second.
 """
 
@@ -11,15 +23,19 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import ccxt
+from pykka import ThreadingFuture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,45 +48,135 @@ from phalanx.actors.venue import MatchingEngine, PaperVenue
 from phalanx.protocols.exchange import CancelOrder, CreateOrder
 from phalanx.runtime._config import ExchangeConfig
 
-ROUNDS = 300
-RUNS = 3
+ROUNDS = 600  # timed round trips per side
+BLOCK = int(os.environ.get("PHALANX_BENCH_BLOCK", "10"))  # round trips in a row per side
+PATH = "/bench/paper"
 
 
-def direct(venue: PaperVenue) -> float:
-    ex = ccxt.binance(venue.ccxt_config())
-    ex.load_markets()
-    start = time.perf_counter()
-    for i in range(ROUNDS):
-        order = ex.create_order(
-            "BTC/USDT", "limit", "buy", 0.001, 30000, {"clientOrderId": f"d{i}"}
-        )
+def _direct(ex: ccxt.binance) -> Callable[[str], None]:
+    def run(tag: str) -> None:
+        order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 30000, {"clientOrderId": tag})
         ex.cancel_order(order["id"], "BTC/USDT")
-    return ROUNDS / (time.perf_counter() - start)
+
+    return run
 
 
-def through_actor(venue: PaperVenue, system: ActorSystem, run: int) -> float:
-    cc = venue.ccxt_config()
-    config = ExchangeConfig(
-        name=f"p{run}", urls=cc["urls"], options=cc["options"], rate_limit_per_s=1e6, burst=1e6
-    )
-    spec = connection_spec(config, client_config={"apiKey": cc["apiKey"], "secret": cc["secret"]})
-    system.supervise(f"/x{run}", children=[spec])
-    path = f"/x{run}/p{run}"
-    start = time.perf_counter()
-    for i in range(ROUNDS):
+def _through_actor(system: ActorSystem) -> Callable[[str], None]:
+    def run(tag: str) -> None:
         order = system.ask(
-            path,
+            PATH,
             CreateOrder(symbol="BTC/USDT", side="buy", type="limit", amount=Decimal("0.001"),
-                        price=Decimal(30000), client_order_id=f"a{run}-{i}"),
+                        price=Decimal(30000), client_order_id=tag),
             timeout=30,
         )  # fmt: skip
-        system.ask(path, CancelOrder(symbol="BTC/USDT", id=order.id), timeout=30)
-    elapsed = time.perf_counter() - start
-    system.stop(f"/x{run}")
-    return ROUNDS / elapsed
+        system.ask(PATH, CancelOrder(symbol="BTC/USDT", id=order.id), timeout=30)
+
+    return run
+
+
+def _thread_hop(ex: ccxt.binance) -> tuple[Callable[[str], None], Callable[[], None]]:
+    calls: queue.SimpleQueue[
+        tuple[Callable[..., Any], tuple[Any, ...], ThreadingFuture[Any]] | None
+    ]
+    calls = queue.SimpleQueue()
+
+    def serve() -> None:
+        while (item := calls.get()) is not None:
+            fn, args, future = item
+            future.set(fn(*args))
+
+    worker = threading.Thread(target=serve, name="bench-thread-hop")
+    worker.start()
+
+    def call(fn: Callable[..., Any], *args: Any) -> Any:
+        future: ThreadingFuture[Any] = ThreadingFuture()
+        calls.put((fn, args, future))
+        return future.get(timeout=30)
+
+    def run(tag: str) -> None:
+        order = call(
+            ex.create_order, "BTC/USDT", "limit", "buy", 0.001, 30000, {"clientOrderId": tag}
+        )
+        call(ex.cancel_order, order["id"], "BTC/USDT")
+
+    def stop() -> None:
+        calls.put(None)
+        worker.join()
+
+    return run, stop
+
+
+def round_trips() -> dict[str, Any]:
+    """Interleaved timed blocks of both sides; medians and the per-pair overhead."""
+    direct_s: list[float] = []
+    actor_s: list[float] = []
+    hop_s: list[float] = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        with PaperVenue(seed=7) as venue, ActorSystem(var_dir=tmp, sync=False) as system:
+            cc = venue.ccxt_config()
+            ex = ccxt.binance(cc)
+            ex.load_markets()
+            config = ExchangeConfig(
+                name="paper", urls=cc["urls"], options=cc["options"],
+                rate_limit_per_s=1e6, burst=1e6,
+            )  # fmt: skip
+            system.supervise(
+                "/bench",
+                children=[
+                    connection_spec(
+                        config, client_config={"apiKey": cc["apiKey"], "secret": cc["secret"]}
+                    )
+                ],
+            )
+            hop_ex = ccxt.binance(cc)  # its own keep-alive client, as the other two
+            hop_ex.load_markets()
+            hop, stop_hop = _thread_hop(hop_ex)
+            sides = [
+                (_direct(ex), direct_s, "d"),
+                (_through_actor(system), actor_s, "a"),
+                (hop, hop_s, "h"),
+            ]
+            try:
+                for i in range(20):  # warm-up: connections, caches, the adaptive timeout
+                    for run, _, tag in sides:
+                        run(f"warm-{tag}{i}")
+                clock = time.perf_counter
+                for b in range(ROUNDS // BLOCK):
+                    for run, times, tag in sides if b % 2 == 0 else sides[::-1]:
+                        for i in range(BLOCK):
+                            start = clock()
+                            run(f"{tag}{b}-{i}")
+                            times.append(clock() - start)
+            finally:
+                stop_hop()
+        # The system is shut down: every buffered tracer line is on disk.
+        tracer = (Path(tmp) / "logs" / "tracer.jsonl").read_text().splitlines()
+
+    def q(times: list[float], k: int) -> float:  # k-th quartile (2 = median)
+        return statistics.quantiles(times, n=4)[k - 1]
+
+    d, a, h = (statistics.median(x) for x in (direct_s, actor_s, hop_s))
+    return {
+        "round_trips_per_side": ROUNDS,
+        "ccxt_direct_per_s": round(1 / d, 1),
+        "through_connection_per_s": round(1 / a, 1),
+        "overhead_pct": round((a / d - 1) * 100, 1),
+        "overhead_pct_at_p25": round((q(actor_s, 1) / q(direct_s, 1) - 1) * 100, 1),
+        "target_overhead_pct_max": 15,
+        "thread_hop_per_s": round(1 / h, 1),
+        "thread_hop_overhead_pct": round((h / d - 1) * 100, 1),
+        "round_trip_ms_p25_p50_p75": {
+            name: [round(q(x, k) * 1000, 3) for k in (1, 2, 3)]
+            for name, x in (("direct", direct_s), ("connection", actor_s), ("hop", hop_s))
+        },
+        "tracer_lines": sum(1 for line in tracer if '"exchange_call"' in line),
+        "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+    }
 
 
 def engine_rate() -> float:
+    """Market orders per second through the matching engine alone."""
     engine = MatchingEngine(7, balances={"USDT": Decimal(10**12), "BTC": Decimal(10**6)})
     n = 20_000
     start = time.perf_counter()
@@ -83,26 +189,12 @@ def engine_rate() -> float:
 
 
 def main() -> dict[str, Any]:
-    direct_rates, actor_rates = [], []
-    with (
-        PaperVenue(seed=7) as venue,
-        tempfile.TemporaryDirectory() as tmp,
-        ActorSystem(var_dir=tmp, sync=False) as system,
-    ):
-        for run in range(RUNS):  # interleaved: both see the same conditions
-            direct_rates.append(direct(venue))
-            actor_rates.append(through_actor(venue, system, run))
-    d, a = statistics.median(direct_rates), statistics.median(actor_rates)
+    """The exchange figures as one JSON-ready dict."""
     return {
         "bench": "exchange",
         "machine": machine(),
-        "create_cancel_round_trips": {
-            "rounds": ROUNDS,
-            "ccxt_direct_per_s": round(d, 1),
-            "through_connection_per_s": round(a, 1),
-            "overhead_pct": round((d / a - 1) * 100, 1),
-            "target_overhead_pct_max": 15,
-        },
+        "pinned_to_one_core": os.environ.get("PHALANX_BENCH_PIN", "1") != "0",
+        "create_cancel_round_trips": round_trips(),
         "venue_matching_orders_per_s": round(engine_rate()),
     }
 

@@ -93,3 +93,15 @@ def test_a_ban_opens_the_call_breaker_and_fires_the_rate_limited_alert(
     assert [a["alert"] for a in engine.on_event(event)] == ["rate_limited"]
     assert sent[0]["labels"] == {"path": PATH}
     assert _samples(system)[("phalanx_breaker_state", (("kind", "call"), ("path", PATH)))] == 2
+
+
+def test_every_connection_call_lands_in_the_exchange_latency_histogram(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    _start(system, venue)
+    system.ask(PATH, FetchTicker(symbol="BTC/USDT"), timeout=5)
+    samples = _samples(system)
+    labels = (("endpoint", "fetch_ticker"), ("exchange", "paper"), ("status", "ok"))
+    assert samples[("phalanx_exchange_latency_seconds_count", labels)] == 1
+    load = (("endpoint", "load_markets"), ("exchange", "paper"), ("status", "ok"))
+    assert samples[("phalanx_exchange_latency_seconds_count", load)] == 1

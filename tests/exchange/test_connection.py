@@ -12,17 +12,22 @@ import ccxt
 import pytest
 
 from phalanx import ActorSystem, CircuitOpen, Retry, trace_scope
-from phalanx.actors.exchange import ConnectionState, connection_spec
+from phalanx.actors.exchange import ConnectionState, connection_spec, order_reply
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.errors import UnknownOutcome
 from phalanx.protocols.exchange import (
+    CancelOrder,
     CreateOrder,
     FetchBalance,
+    FetchMyTrades,
+    FetchOpenOrders,
     FetchOrder,
     FetchTicker,
+    OpenOrders,
     OrderReply,
     SubscribeTicker,
     Ticker,
+    Trades,
 )
 from phalanx.runtime import Actor
 from phalanx.runtime._config import ExchangeConfig
@@ -81,6 +86,23 @@ def test_typed_messages_get_typed_replies(system: ActorSystem, venue: PaperVenue
     assert order.fee_cost is not None
     assert order.fee_currency == "USDT"
     assert system.ask(PATH, FetchOrder(symbol=BTC, client_order_id="t-1"), timeout=5).id == order.id
+    resting = system.ask(
+        PATH,
+        CreateOrder(symbol=BTC, side="buy", type="limit", amount=Decimal("0.01"),
+                    price=Decimal(30000), client_order_id="t-2"),
+        timeout=5,
+    )  # fmt: skip
+    assert (resting.status, resting.filled, resting.remaining) == ("open", 0, Decimal("0.01"))
+    open_orders = system.ask(PATH, FetchOpenOrders(symbol=BTC), timeout=5)
+    assert isinstance(open_orders, OpenOrders)
+    assert [o.client_order_id for o in open_orders.orders] == ["t-2"]
+    canceled = system.ask(PATH, CancelOrder(symbol=BTC, client_order_id="t-2"), timeout=5)
+    assert (canceled.id, canceled.status) == (resting.id, "canceled")
+    trades = system.ask(PATH, FetchMyTrades(symbol=BTC), timeout=5)
+    assert isinstance(trades, Trades)
+    assert {t.order_id for t in trades.trades} == {order.id}
+    assert sum(t.amount for t in trades.trades) == Decimal("0.01")
+    assert all(t.fee_currency == "USDT" and t.fee_cost for t in trades.trades)
 
 
 def test_5xx_and_timeouts_on_reads_retry_by_restart_with_redelivery(
@@ -202,27 +224,40 @@ def test_rate_limiter_holds_10_per_second_over_a_burst_of_100_calls(
     assert 27 <= sum(per_second) <= 33
 
 
-def test_tracer_lines_carry_trace_ids_and_no_key_or_signature(
+def test_tracer_lines_carry_trace_ids_and_the_retry_but_no_key_or_signature(
     system: ActorSystem, venue: PaperVenue
 ) -> None:
     _start(system, venue, rate_limit_per_s=100, burst=10)
+    venue.inject(Fault("http_503", endpoint="GET /api/v3/account"))  # the retry succeeds
     with trace_scope(session_id="sess-9", order_req_id="req-9"):
         system.ask(PATH, FetchBalance(), timeout=5)
         system.ask(PATH, FetchTicker(symbol=BTC), timeout=5)
-    system.logs.close()
+    system.logs.close()  # writes the buffered tracer lines
+    # The signatures the venue really received: ccxt's 503 error text carries the
+    # signed URL, and that error reaches the health log.
+    signatures = [
+        r["query"].rpartition("signature=")[2] for r in venue.requests if "signature=" in r["query"]
+    ]
+    assert len(signatures) == 2
     log_dir = Path(system.var_dir) / "logs"
     raw = b"".join(p.read_bytes() for p in log_dir.iterdir())
-    assert b"paper-secret" not in raw
-    assert b"paper-key" not in raw
+    assert b"signature=***" in raw  # the failure was logged, masked
+    for leaked in ("paper-secret", "paper-key", *signatures):
+        assert leaked.encode() not in raw, leaked
     lines = [json.loads(x) for x in (log_dir / "tracer.jsonl").read_text().splitlines()]
     calls = [x for x in lines if x["event"] == "exchange_call" and x["endpoint"] != "load_markets"]
-    assert [c["endpoint"] for c in calls] == ["fetch_balance", "fetch_ticker"]
+    assert [(c["endpoint"], c["status"], c["attempt"]) for c in calls] == [
+        ("fetch_balance", "ExchangeNotAvailable", 1),
+        ("fetch_balance", "ok", 2),
+        ("fetch_ticker", "ok", 1),
+    ]
+    assert calls[0]["message_id"] == calls[1]["message_id"] != calls[2]["message_id"]
     for call in calls:
         assert (call["session_id"], call["order_req_id"]) == ("sess-9", "req-9")
-        assert call["status"] == "ok"
+        assert call["actor"] == PATH
         assert call["latency_ms"] > 0
-        assert "headroom" in call["rate_limit"]
-        assert call["attempt"] == 1
+        assert call["rate_limit_headroom"] <= 10
+        assert call["rate_limit_waited_ms"] >= 0
 
 
 def test_ticker_poller_publishes_to_subscribers(system: ActorSystem, venue: PaperVenue) -> None:
@@ -261,3 +296,41 @@ def test_a_failed_trial_after_a_ban_reopens_instead_of_locking_out(
     clock.now += state.breaker.reset_timeout
     assert system.ask(PATH, FetchBalance(), timeout=5).free  # the next trial succeeds
     assert state.breaker.state == "closed"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"id": "7", "status": None, "symbol": BTC},
+        {"id": None, "status": "closed", "symbol": BTC},
+        {"id": "7", "status": "closed", "symbol": BTC, "filled": "n/a"},
+        {"id": "7", "status": "open", "symbol": None},
+        {"id": "7", "status": "closed", "symbol": BTC, "trades": [{"id": "t1", "price": None}]},
+    ],
+)
+def test_an_order_reply_without_id_or_status_or_unreadable_is_an_unknown_outcome(
+    reply: dict[str, Any],
+) -> None:
+    with pytest.raises(UnknownOutcome):
+        order_reply(reply)
+
+
+def test_three_failed_calls_in_a_row_make_the_connection_degraded_in_events_and_health_log(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    _start(system, venue, rate_limit_per_s=100, burst=10)
+    venue.inject(Fault("http_503", endpoint="GET /api/v3/ticker/24hr", count=3))
+    with pytest.raises(ccxt.ExchangeNotAvailable):  # attempt 3 of 3 fails too
+        system.ask(PATH, FetchTicker(symbol=BTC), timeout=10)
+    assert system.ask(PATH, FetchTicker(symbol=BTC), timeout=5).last is not None
+    states = [e.fields["new"] for e in system.events.recent(100, kind="connection_state")]
+    assert states == ["connected", "degraded", "connected"]
+    system.logs.close()
+    health = (Path(system.var_dir) / "logs" / "health.jsonl").read_text().splitlines()
+    logged = [json.loads(x) for x in health if '"connection_state"' in x]
+    assert [(x["old"], x["new"]) for x in logged] == [
+        ("connecting", "connected"),
+        ("connected", "degraded"),
+        ("degraded", "connected"),
+    ]
+    assert logged[1]["errors"] == 3

@@ -10,8 +10,8 @@ import ccxt
 import pytest
 
 from phalanx import Directive
+from phalanx.actors.exchange import connection_decider
 from phalanx.actors.venue import Fault, PaperVenue
-from phalanx.supervision import default_decider
 
 SYMBOL = "BTC/USDT"
 
@@ -78,6 +78,26 @@ def test_plain_ccxt_binance_trades_with_correct_unified_results(
     )
 
 
+def test_partial_fill_maps_to_open_and_cancel_keeps_it_and_an_exhausted_market_order_expires(
+    exchange: ccxt.binance,
+) -> None:
+    ask = exchange.fetch_ticker(SYMBOL)["ask"]  # the best ask level holds 0.05 BTC
+    partial = exchange.create_order(
+        SYMBOL, "limit", "buy", 0.08, ask, params={"clientOrderId": "p-1"}
+    )
+    assert partial["status"] == "open"  # Binance PARTIALLY_FILLED
+    assert (partial["filled"], partial["remaining"]) == (pytest.approx(0.05), pytest.approx(0.03))
+    assert partial["fee"]["cost"] == pytest.approx(partial["cost"] * 0.001, rel=1e-6)
+    canceled = exchange.cancel_order(None, SYMBOL, {"clientOrderId": "p-1"})
+    assert canceled["status"] == "canceled"
+    assert (canceled["filled"], canceled["remaining"]) == (pytest.approx(0.05), pytest.approx(0.03))
+    # 20 levels x 0.05 = 1 BTC of book: a market buy of 1.2 fills 1 and expires the rest.
+    big = exchange.create_order(SYMBOL, "market", "buy", 1.2, params={"clientOrderId": "m-2"})
+    assert big["status"] == "expired"
+    assert (big["filled"], big["remaining"]) == (pytest.approx(1.0), pytest.approx(0.2))
+    assert exchange.fetch_balance()["BTC"]["total"] == pytest.approx(1 + 0.05 + 1.0)
+
+
 def test_a_resting_limit_order_fills_when_the_walk_crosses_it(
     venue: PaperVenue, exchange: ccxt.binance
 ) -> None:
@@ -118,7 +138,7 @@ def test_each_injected_fault_gives_the_ccxt_class_in_notes_and_its_directive(
     venue.inject(Fault(kind, endpoint="GET /api/v3/ticker/24hr", hold_s=1.0))
     with pytest.raises(error) as caught:
         exchange.fetch_ticker(SYMBOL)
-    assert default_decider(caught.value) is directive
+    assert connection_decider(caught.value) is directive
     assert exchange.fetch_ticker(SYMBOL)["last"] > 0  # one-shot: the next call is clean
 
 
@@ -137,7 +157,7 @@ def test_ban_responses_carry_retry_after(venue: PaperVenue) -> None:
 def test_permanent_errors_reply_without_retry(venue: PaperVenue, exchange: ccxt.binance) -> None:
     with pytest.raises(ccxt.InsufficientFunds) as funds:
         exchange.create_order(SYMBOL, "market", "buy", 99, params={"clientOrderId": "big"})
-    assert default_decider(funds.value) is Directive.RESUME
+    assert connection_decider(funds.value) is Directive.RESUME
     with pytest.raises(ccxt.InvalidOrder):  # LOT_SIZE (ccxt itself truncates off-step amounts)
         exchange.create_order(SYMBOL, "limit", "buy", 150, 30000)  # above maxQty 100
     with pytest.raises(ccxt.BadRequest):  # -1013 NOTIONAL: below the minimum notional
@@ -145,7 +165,7 @@ def test_permanent_errors_reply_without_retry(venue: PaperVenue, exchange: ccxt.
     bad_signature = ccxt.binance({**venue.ccxt_config(), "secret": "wrong"})
     with pytest.raises(ccxt.AuthenticationError) as auth:
         bad_signature.fetch_balance()
-    assert default_decider(auth.value) is Directive.RESUME
+    assert connection_decider(auth.value) is Directive.STOP  # bad keys stop the connection
     unknown_key = ccxt.binance({**venue.ccxt_config(), "apiKey": "who"})
     with pytest.raises(ccxt.AuthenticationError):
         unknown_key.fetch_balance()
