@@ -171,10 +171,10 @@ def run_ctl(var: Path, *args: str, json_out: bool = True, spawn: bool = False) -
 class Node:
     """A ``phalanx run`` subprocess; ``up`` is set once its control socket is bound."""
 
-    def __init__(self, var: Path, seconds: int = 90) -> None:
+    def __init__(self, var: Path, seconds: int = 90, config_text: str = NODE_CONFIG) -> None:
         self.var = var
         config = var.parent / f"{var.name}.toml"
-        config.write_text(NODE_CONFIG)
+        config.write_text(config_text)
         self.proc = subprocess.Popen(
             phalanx_cmd("run", "-c", str(config), "--var-dir", str(var), "--for", str(seconds)),
             stdout=subprocess.PIPE,

@@ -1,0 +1,61 @@
+"""A trading node as a subprocess: an Order actor killed through ``phalanx ctl`` restarts."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from .conftest import Node, poll_until, short_tmpdir
+
+# Limit orders priced far from the touch rest at the venue until the saga's long
+# fill timeout, so each Order actor lives long enough to be found and killed.
+RESTING_ORDERS_CONFIG = """
+name = "ctlorders"
+demo = false
+[venue]
+seed = 7
+[[exchanges]]
+name = "paper"
+use_venue = true
+rate_limit_per_s = 2000
+burst = 200
+[trading.strategy]
+symbols = ["BTC/USDT"]
+threshold_bps = 0
+offset_bps = 800
+max_sagas = 2
+max_in_flight = 2
+fill_timeout_s = 60
+"""
+
+
+def _orders(node: Node) -> dict[str, dict[str, Any]]:
+    rows = node.ctl("ps", "--prefix", "/orders/")
+    assert isinstance(rows, list), getattr(rows, "stderr", rows)
+    return {r["path"]: r for r in rows if r["path"].startswith("/orders/o-")}
+
+
+def test_kill_of_an_order_actor_raises_its_restart_count_and_it_resumes() -> None:
+    var = short_tmpdir() / "var"
+    node = Node(var, seconds=90, config_text=RESTING_ORDERS_CONFIG)
+    try:
+        orders: dict[str, dict[str, Any]] = {}
+
+        def resting_order() -> bool:
+            orders.update(_orders(node))
+            return any(r["status"] == "running" for r in orders.values())
+
+        poll_until(resting_order, timeout=60)
+        path = next(p for p, r in orders.items() if r["status"] == "running")
+        assert orders[path]["restarts"] == 0
+        assert node.ctl("kill", path)["killed"] is True
+        poll_until(lambda: _orders(node).get(path, {}).get("restarts", 0) >= 1, timeout=30)
+        # The new incarnation resumed from its record: still the same order, still live.
+        inspected = node.ctl("inspect", path)
+        assert inspected["incarnation"] >= 2
+        assert path.endswith(inspected["state"]["order_req_id"])
+        assert inspected["state"]["exchange_order_id"] is not None  # placed once, still known
+        assert any(e["kind"] == "actor_killed" for e in inspected["recent_events"])
+    finally:
+        node.stop()
+        shutil.rmtree(var.parent, ignore_errors=True)
