@@ -92,3 +92,29 @@ def test_phalanx_run_with_a_bad_config_exits_2_without_traceback(tmp_path: Path)
     )
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("surprise = 1", "surprise"),  # an unknown key
+        ("[trading.strategy]\nwindow = 1", "trading.strategy.window"),  # out of range
+        ('[venue]\nseed = "seven"', "venue.seed"),  # a wrong type
+        ('[[exchanges]]\nname = "x"\napi_key_env = "PHALANX_TEST_UNSET_VAR"', "PHALANX_TEST_UNSET"),
+    ],
+)
+def test_phalanx_run_prints_one_clear_line_and_exits_2_for_each_kind_of_bad_config(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PHALANX_TEST_UNSET_VAR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "phalanx", "run", "-c", str(_write(tmp_path, text)),
+         "--var-dir", str(tmp_path / "v")],
+        capture_output=True, text=True, timeout=60, env={**env, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in result.stderr
