@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import phalanx.actors  # noqa: F401 - registers every message type, so stored records decode
 from phalanx.errors import ConfigError, DeadLetterError
 from phalanx.storage import DeadLetter, DeadLetterStore, Storage
 

@@ -196,6 +196,7 @@ def test_market_buy_fills_with_fee_is_journaled_sunk_notified_and_logged(
     assert ack["exchange_order_id"] == record.exchange_order_id
     assert ack["saga_id"] == "saga-m1"
     assert events["order_done"]["exchange_order_id"] == record.exchange_order_id
+    system.logs.flush()  # the tracer is written in batches, off the actor thread
     tracer = (system.var_dir / "logs" / "tracer.jsonl").read_text(encoding="utf-8").splitlines()
     creates = [
         line for line in map(json.loads, tracer) if line.get("endpoint") == "create_order"
