@@ -1,0 +1,195 @@
+"""Durable ledger postings per second through ``Storage.write_now`` group commit.
+
+A posting is one ``Ledger.post_fill``: a balanced 3-leg transaction, its
+idempotency marker and 3 balance updates, in one write op; each posting
+thread waits for its own durable commit (``sync=True``: an fsync per commit).
+Figures, each the median of ``RUNS`` runs in this process:
+
+- ``leader_follower``: today's ``write_now`` (one leader commits everything
+  pending, followers sleep until their op is resolved);
+- ``flat_combining``: the previous ``write_now`` (every waiter takes the
+  commit lock in turn), kept here as the same-run comparison;
+- ``baseline_one_txn_per_posting_per_s``: the same records, one LMDB write
+  transaction (one fsync) per posting, no phalanx in the way.
+
+``postings_per_commit`` is the stable part on a shared machine: throughput is
+bound by fsync latency, which another tenant's I/O changes from run to run.
+``cpu_us_per_posting`` is thread CPU time on one thread without fsync.
+Target (issue 5): >= 20,000 postings/s durable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+import msgpack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import machine
+
+from phalanx.storage import Fill, Ledger, Storage, Txn, plan_fill
+
+T = TypeVar("T")
+
+RUNS = int(os.environ.get("PHALANX_BENCH_RUNS", "3"))
+POSTINGS = 24_000  # per leader/follower run
+OLD_POSTINGS = 3_000  # per flat-combining run (about 1k/s: keep it short)
+BASELINE = 1_000
+THREADS = (1, 8, 32)
+MAP_SIZE = 256 * 2**20
+
+
+def _fill(thread: int, i: int) -> Fill:
+    return Fill(
+        fill_id=f"paper:BTCUSDT:{thread}-{i}",
+        side="buy" if i % 2 else "sell",
+        base="BTC",
+        quote="USDT",
+        quantity=Decimal("0.001"),
+        price=Decimal("43000.10"),
+        fee=Decimal("0.043"),
+        order_id=f"o-{thread}-{i}",
+    )
+
+
+class _FlatCombining(Storage):
+    """The previous ``write_now``: each waiter passes the commit lock in turn."""
+
+    def write_now(self, op: Callable[[Txn], T], timeout: float | None = 30.0) -> T:
+        fut: Future[T] = Future()
+        with self._submit_lock:
+            self._direct.append((op, fut))
+        with self._commit_lock:
+            if not fut.done():
+                with self._submit_lock:
+                    pending, self._direct = self._direct, []
+                batch = [item for item in pending if item[1].set_running_or_notify_cancel()]
+                self._commit_as(batch, own=fut)
+        return fut.result(timeout)
+
+
+def _run(where: Path, threads: int, total: int, storage: type[Storage]) -> dict[str, float]:
+    with storage(where, map_size=MAP_SIZE, sync=True) as st:
+        ledger = Ledger(st)
+        per_thread = total // threads
+        fills = [[_fill(t, i) for i in range(per_thread)] for t in range(threads)]
+        barrier = threading.Barrier(threads + 1)
+        before = st.stats()["commits"]
+
+        def post(mine: list[Fill]) -> None:
+            barrier.wait()
+            for f in mine:
+                ledger.post_fill(f)
+
+        workers = [threading.Thread(target=post, args=(fills[t],)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - start
+        commits = st.stats()["commits"] - before
+        trial = ledger.trial_balance()
+        assert trial["difference"] == 0
+        assert len(ledger.balances()) == 3
+    n = per_thread * threads
+    return {"postings_per_s": n / elapsed, "postings_per_commit": n / max(1, commits)}
+
+
+def _medians(tmp: str, total: int, storage: type[Storage]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for threads in THREADS:
+        runs = [
+            _run(Path(tmp) / f"{storage.__name__}-{threads}-{r}", threads, total, storage)
+            for r in range(RUNS)
+        ]
+        rates = sorted(round(r["postings_per_s"]) for r in runs)
+        out[f"{threads}_threads"] = {
+            "postings_per_s": round(statistics.median(rates)),
+            "runs_postings_per_s": rates,
+            "postings_per_commit": round(
+                statistics.median(r["postings_per_commit"] for r in runs), 1
+            ),
+        }
+    return out
+
+
+def baseline_one_txn_per_posting(tmp: str) -> float:
+    """The same records, one write transaction (one fsync) per posting, raw lmdb."""
+    env = lmdb.open(str(Path(tmp) / "baseline"), map_size=MAP_SIZE, sync=True, max_dbs=4)
+    txns, bals, marks = (env.open_db(n) for n in (b"ledger", b"ledger_balances", b"ledger_fills"))
+    start = time.perf_counter()
+    for i in range(BASELINE):
+        txn = plan_fill(_fill(0, i))
+        key = txn.key.encode()
+        with env.begin(write=True) as t:
+            if not t.put(key, b"1", db=marks, overwrite=False):
+                continue
+            legs = [[p.account, p.side, str(p.value), str(p.quantity)] for p in txn.postings]
+            t.put(key, msgpack.packb({"key": txn.key, "postings": legs}), db=txns)
+            for p in txn.postings:
+                name = p.account.encode()
+                raw = t.get(name, db=bals)
+                old = [Decimal(x) for x in msgpack.unpackb(raw)] if raw else [Decimal(0)] * 2
+                signed = p.value if p.side == "debit" else -p.value
+                new = [str(old[0] + signed), str(old[1] + p.quantity)]
+                t.put(name, msgpack.packb(new), db=bals)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return BASELINE / elapsed
+
+
+def cpu_us_per_posting(tmp: str, n: int = 10_000) -> dict[str, float]:
+    """Thread CPU microseconds per posting on one thread, no fsync (robust to load)."""
+    fills = [_fill(7, i) for i in range(n)]
+    start = time.thread_time()
+    txns = [plan_fill(f) for f in fills]
+    plan = (time.thread_time() - start) / n * 1e6
+    with Storage(Path(tmp) / "cpu", map_size=MAP_SIZE, sync=False) as st:
+        ledger = Ledger(st)
+        start = time.thread_time()
+        for txn in txns:
+            ledger.post(txn)
+        post = (time.thread_time() - start) / n * 1e6
+    return {"plan_fill": round(plan, 1), "post": round(post, 1), "total": round(plan + post, 1)}
+
+
+def main() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu = cpu_us_per_posting(tmp)
+        baseline = statistics.median(baseline_one_txn_per_posting(tmp) for _ in range(RUNS))
+        new = _medians(tmp, POSTINGS, Storage)
+        old = _medians(tmp, OLD_POSTINGS, _FlatCombining)
+    best = max(v["postings_per_s"] for v in new.values())
+    return {
+        "bench": "storage_commit",
+        "machine": machine(),
+        "runs": RUNS,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "leader_follower": new,
+        "flat_combining": old,
+        "baseline_one_txn_per_posting_per_s": round(baseline),
+        "best_postings_per_s": best,
+        "ratio_best_vs_baseline": round(best / baseline, 1),
+        "cpu_us_per_posting": cpu,
+        "target_postings_per_s_min": 20_000,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
