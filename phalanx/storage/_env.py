@@ -45,10 +45,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import lmdb
 
@@ -63,24 +63,64 @@ else:
 
 T = TypeVar("T")
 Op = Callable[[Txn], Any]
-_Item = tuple[Op, "Future[Any]"]
 
 _MAX_BATCH = 10_000  # ops per transaction; bounds commit latency and txn memory
 _FOLLOW_SLICE = 0.1  # s; a follower rechecks for a stranded lead this often
 _STOP = object()
 
 
-class _Call(Future[T]):
-    """The future of one ``write_now``; its caller sleeps on it until woken.
+class _Call(Generic[T]):
+    """The future of one ``write_now``: the subset of ``Future`` the commit path uses.
 
-    Woken exactly once per sleep: by whoever resolved it (the committing
-    thread, after its whole batch) or by the leader passing it the lead.
+    Lighter than ``Future`` (no Condition: measured ~3 µs less per call), which
+    it can be because it has one waiter, its caller, who sleeps on ``_wake``
+    and is woken exactly once per sleep: by whoever resolved it (the
+    committing thread, after its whole batch), or by a leader passing it the
+    lead. Resolved once, by the thread holding the batch it is in (or, before
+    any batch took it, by its caller under ``_submit_lock``).
     """
 
+    __slots__ = ("_state", "_value", "_wake")
+
     def __init__(self) -> None:
-        super().__init__()
+        self._state = _PENDING
+        self._value: Any = None
         self._wake = threading.Lock()
         self._wake.acquire()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """Mark it taken by a batch (a ``write_now`` is never cancelled): True."""
+        self._state = _RUNNING
+        return True
+
+    def running(self) -> bool:
+        """True once a batch took it, until resolved."""
+        return self._state == _RUNNING
+
+    def done(self) -> bool:
+        """True once resolved."""
+        return self._state >= _RESULT
+
+    def set_result(self, value: T) -> None:
+        """Resolve with the op's result."""
+        self._resolve(_RESULT, value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        """Resolve with the op's exception."""
+        self._resolve(_ERROR, exc)
+
+    def _resolve(self, state: int, value: Any) -> None:
+        if self._state >= _RESULT:
+            raise InvalidStateError(f"write_now call already resolved: {self._value!r}")
+        self._value = value  # before the state: a reader seeing done() sees the value
+        self._state = state
+
+    def result(self) -> T:
+        """The op's result, or its exception raised (only once resolved)."""
+        if self._state == _ERROR:
+            raise self._value
+        value: T = self._value
+        return value
 
     def sleep(self, timeout: float) -> bool:
         """Block until woken (True) or ``timeout`` seconds pass (False)."""
@@ -90,6 +130,10 @@ class _Call(Future[T]):
         """Wake the sleeping caller (a no-op if a wake is already pending)."""
         if self._wake.locked():
             self._wake.release()
+
+
+_PENDING, _RUNNING, _RESULT, _ERROR = range(4)
+_Item = tuple[Op, "Future[Any] | _Call[Any]"]
 
 
 class _OpFailed(Exception):
@@ -370,7 +414,7 @@ class Storage:
             if self._leader is call:
                 self._pass_lead()
 
-    def _commit_as(self, batch: list[_Item], own: Future[Any] | None = None) -> None:
+    def _commit_as(self, batch: list[_Item], own: _Call[Any] | None = None) -> None:
         # Caller holds _commit_lock. ``own``: the calling thread's own future.
         self._committer = threading.current_thread()
         handed: list[_Item] = []
@@ -606,6 +650,6 @@ class Storage:
                 txn.abort()  # LMDB closes handles opened in an aborted txn
             self._fresh.clear()
 
-    def _fail(self, fut: Future[Any], exc: BaseException) -> None:
+    def _fail(self, fut: Future[Any] | _Call[Any], exc: BaseException) -> None:
         self._stats["errors"] += 1
         fut.set_exception(self._translate(exc))
