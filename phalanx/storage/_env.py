@@ -414,7 +414,7 @@ class Storage:
             if self._leader is call:
                 self._pass_lead()
 
-    def _commit_as(self, batch: list[_Item], own: _Call[Any] | None = None) -> None:
+    def _commit_as(self, batch: list[_Item], own: Future[Any] | _Call[Any] | None = None) -> None:
         # Caller holds _commit_lock. ``own``: the calling thread's own future.
         self._committer = threading.current_thread()
         handed: list[_Item] = []
