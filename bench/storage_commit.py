@@ -49,7 +49,7 @@ T = TypeVar("T")
 
 RUNS = int(os.environ.get("PHALANX_BENCH_RUNS", "3"))
 POSTINGS = 24_000  # per leader/follower run
-OLD_POSTINGS = 3_000  # per flat-combining run (about 1k/s: keep it short)
+OLD_POSTINGS = 6_000  # per flat-combining run (a few k/s at best: keep it short)
 BASELINE = 1_000
 THREADS = (1, 8, 32)
 MAP_SIZE = 256 * 2**20
@@ -117,30 +117,23 @@ def _run(where: Path, threads: int, total: int, storage: type[Storage]) -> dict[
     }
 
 
-def _medians(tmp: str, total: int, storage: type[Storage]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for threads in THREADS:
-        runs = [
-            _run(Path(tmp) / f"{storage.__name__}-{threads}-{r}", threads, total, storage)
-            for r in range(RUNS)
-        ]
-        rates = sorted(round(r["postings_per_s"]) for r in runs)
-        out[f"{threads}_threads"] = {
-            "postings_per_s": round(statistics.median(rates)),
-            "runs_postings_per_s": rates,
-            "postings_per_commit": round(
-                statistics.median(r["postings_per_commit"] for r in runs), 1
-            ),
-            "process_cpu_us_per_posting": round(
-                statistics.median(r["cpu_us_per_posting"] for r in runs), 1
-            ),
-        }
-    return out
+def _summary(runs: list[dict[str, float]]) -> dict[str, Any]:
+    return {
+        "postings_per_s": round(statistics.median(r["postings_per_s"] for r in runs)),
+        "runs_postings_per_s": sorted(round(r["postings_per_s"]) for r in runs),
+        "postings_per_commit": round(statistics.median(r["postings_per_commit"] for r in runs), 1),
+        "process_cpu_us_per_posting": round(
+            statistics.median(r["cpu_us_per_posting"] for r in runs), 1
+        ),
+    }
 
 
-def baseline_one_txn_per_posting(tmp: str) -> float:
-    """The same records, one write transaction (one fsync) per posting, raw lmdb."""
-    env = lmdb.open(str(Path(tmp) / "baseline"), map_size=MAP_SIZE, sync=True, max_dbs=4)
+def baseline_one_txn_per_posting(where: Path) -> float:
+    """The same records, one write transaction (one fsync) per posting, raw lmdb.
+
+    ``where`` must be new: replayed fills write nothing, and an empty txn is not synced.
+    """
+    env = lmdb.open(str(where), map_size=MAP_SIZE, sync=True, max_dbs=4)
     txns, bals, marks = (env.open_db(n) for n in (b"ledger", b"ledger_balances", b"ledger_fills"))
     start = time.perf_counter()
     for i in range(BASELINE):
@@ -216,20 +209,31 @@ def cpu_us_per_posting(tmp: str, n: int = 10_000) -> dict[str, float]:
 
 
 def main() -> dict[str, Any]:
+    # Runs are interleaved (baseline, then each thread count with both
+    # write_now variants), so that a change of fsync latency on the shared
+    # disk hits every figure of a run alike.
+    new: dict[int, list[dict[str, float]]] = {n: [] for n in THREADS}
+    old: dict[int, list[dict[str, float]]] = {n: [] for n in THREADS}
+    baselines = []
     with tempfile.TemporaryDirectory() as tmp:
         cpu = cpu_us_per_posting(tmp)
-        baseline = statistics.median(baseline_one_txn_per_posting(tmp) for _ in range(RUNS))
-        new = _medians(tmp, POSTINGS, Storage)
-        old = _medians(tmp, OLD_POSTINGS, _FlatCombining)
-    best = max(v["postings_per_s"] for v in new.values())
+        for r in range(RUNS):
+            baselines.append(baseline_one_txn_per_posting(Path(tmp) / f"baseline-{r}"))
+            for n in THREADS:
+                new[n].append(_run(Path(tmp) / f"lf-{n}-{r}", n, POSTINGS, Storage))
+                old[n].append(_run(Path(tmp) / f"fc-{n}-{r}", n, OLD_POSTINGS, _FlatCombining))
+    baseline = statistics.median(baselines)
+    leader_follower = {f"{n}_threads": _summary(new[n]) for n in THREADS}
+    best = max(v["postings_per_s"] for v in leader_follower.values())
     return {
         "bench": "storage_commit",
         "machine": machine(),
         "runs": RUNS,
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "leader_follower": new,
-        "flat_combining": old,
+        "leader_follower": leader_follower,
+        "flat_combining": {f"{n}_threads": _summary(old[n]) for n in THREADS},
         "baseline_one_txn_per_posting_per_s": round(baseline),
+        "runs_baseline_per_s": sorted(round(b) for b in baselines),
         "best_postings_per_s": best,
         "ratio_best_vs_baseline": round(best / baseline, 1),
         "cpu_us_per_posting": cpu,
