@@ -584,3 +584,92 @@ def test_write_now_many_threads_mixed_failures_each_get_their_own_outcome(
     }
     assert storage._leader is None
     assert not storage._direct
+
+
+class _InterruptAfterCommit:
+    """An LMDB env whose next write txn raises Interrupt just after its commit returns."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+        self.armed = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def begin(self, **kwargs: Any) -> Any:
+        txn = self._env.begin(**kwargs)
+        if not (kwargs.get("write") and self.armed):
+            return txn
+        outer = self
+
+        class Txn:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(txn, name)
+
+            def commit(self) -> None:
+                txn.commit()
+                outer.armed = False
+                raise Interrupt  # where an async exception can land after the C call
+
+        return Txn()
+
+
+def test_interrupt_just_after_a_group_commit_runs_no_op_twice(storage: Storage) -> None:
+    db = storage.db("kv")
+    runs: list[bytes] = []
+
+    def op(key: bytes) -> Callable[[Any], bool]:
+        def put(txn: Any) -> bool:
+            runs.append(key)
+            return bool(txn.put(key, b"v", db=db))
+
+        return put
+
+    real = storage._env
+    ops = [op(_key(i)) for i in range(6)]
+    pending = _Pending()
+    storage._direct = pending
+    gate = _block_writer(storage)  # parks before the env is swapped: the writer's txn is real
+    storage._env = _InterruptAfterCommit(real)
+    try:
+        outcomes: list[tuple[str, Any]] = [("none", None)] * len(ops)
+
+        def call(i: int) -> None:
+            try:
+                outcomes[i] = ("ok", storage.write_now(ops[i]))
+            except BaseException as exc:  # the test inspects it
+                outcomes[i] = ("raised", exc)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(ops))]
+        for t in threads:
+            t.start()
+        assert pending.reach(len(ops))
+        gate.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        storage._env = real
+    raised = [value for kind, value in outcomes if kind == "raised"]
+    assert len(raised) == 1
+    assert isinstance(raised[0], Interrupt)  # the leader's, propagated
+    assert [value for kind, value in outcomes if kind == "ok"] == [True] * 5
+    assert sorted(runs) == sorted(_key(i) for i in range(6))  # each op ran exactly once
+    assert len(_all(storage, "kv")) == 6
+
+
+def test_a_leaving_leader_passes_the_lead_to_the_oldest_pending_caller(
+    storage: Storage,
+) -> None:
+    first: _Call[None] = _Call()
+    second: _Call[None] = _Call()
+    storage._direct = [(lambda txn: None, first), (lambda txn: None, second)]
+    storage._leader = first  # promoted, then interrupted before it led
+    storage._abandon(first)
+    with pytest.raises(StorageError, match="interrupted; not committed"):
+        first.result()
+    assert storage._leader is second
+    assert second.sleep(0)  # woken to lead
+    assert storage._direct == [(storage._direct[0][0], second)]
+    storage._abandon(second)
+    assert storage._leader is None
+    assert storage._direct == []

@@ -29,11 +29,13 @@ Invariants:
 - ``set_mapsize`` remaps the file and invalidates open transactions, so reads
   take a shared gate and map growth takes it exclusively.
 - Only ``Exception`` is caught around ops. A ``BaseException`` (an actor's
-  ``ActorKilled`` landing while its thread combines a write, SystemExit...)
+  ``ActorKilled`` landing while its thread leads a write, SystemExit...)
   propagates in the thread it was raised in, is never turned into an error
   another caller could catch and retry, and never strands a future: ops that
-  committed get their results, the other callers' uncommitted ops are handed
-  to the writer thread, the raising caller's own op is not committed. A
+  committed get their results (also when the interrupt lands just after
+  ``commit()`` returned: LMDB's last txn id tells, and no op runs twice), the
+  other callers' uncommitted ops are handed to the writer thread, the raising
+  caller's own op is not committed. A
   ``write_now`` caller interrupted (or timed out) while following withdraws
   its op if no leader has taken it yet; otherwise it commits or fails with
   its batch. Either way the lead is passed on: no caller is left waiting.
@@ -242,6 +244,8 @@ class Storage:
         self._committer: threading.Thread | None = None
         self._direct: list[_Item] = []  # write_now ops waiting for a leader
         self._leader: _Call[Any] | None = None  # the write_now call leading (under _submit_lock)
+        # (txn id, items, results) of the txn being committed, until its futures are set.
+        self._committing: tuple[int, list[_Item], list[Any]] | None = None
         self._db_lock = threading.Lock()
         self._closed = False
         self._env_closed = False
@@ -376,12 +380,7 @@ class Storage:
         """Commit what is pending (``own`` included, unless another leader took it)."""
         try:
             with self._commit_lock:  # then take the batch: it gathered while we waited
-                with self._submit_lock:
-                    pending = self._direct[:_MAX_BATCH]
-                    del self._direct[:_MAX_BATCH]
-                batch = [item for item in pending if item[1].set_running_or_notify_cancel()]
-                if batch:
-                    self._commit_as(batch, own=own)
+                self._commit_as(None, own=own)
         finally:
             with self._submit_lock:
                 if self._leader is own:
@@ -414,11 +413,20 @@ class Storage:
             if self._leader is call:
                 self._pass_lead()
 
-    def _commit_as(self, batch: list[_Item], own: Future[Any] | _Call[Any] | None = None) -> None:
-        # Caller holds _commit_lock. ``own``: the calling thread's own future.
+    def _commit_as(
+        self, items: list[_Item] | None, own: Future[Any] | _Call[Any] | None = None
+    ) -> None:
+        # Caller holds _commit_lock. ``items`` None: take the pending write_now
+        # ops (inside the try, so an interrupt cannot strand a taken batch).
+        # ``own``: the calling thread's own future.
         self._committer = threading.current_thread()
+        batch: list[_Item] = [] if items is None else items
         handed: list[_Item] = []
         try:
+            if items is None:
+                with self._submit_lock:
+                    batch, self._direct = self._direct[:_MAX_BATCH], self._direct[_MAX_BATCH:]
+                batch = [item for item in batch if item[1].set_running_or_notify_cancel()]
             if self._env_closed:
                 for _, fut in batch:
                     fut.set_exception(StorageError(f"storage at {self.path} is closed"))
@@ -430,8 +438,10 @@ class Storage:
                 if not fut.done():
                     fut.set_exception(err)
         except BaseException:
-            # Raised in this thread (an interrupt): it propagates. Nothing
-            # unresolved here was committed; the others' ops go to the writer.
+            # Raised in this thread (an interrupt): it propagates. Once the txn
+            # that committed last is settled, nothing unresolved here was
+            # committed; the others' ops go to the writer.
+            self._settle_committed()
             handed = [item for item in batch if not item[1].done() and item[1] is not own]
             for _, fut in batch:  # own, unless another leader took it
                 if fut is own and not fut.done():
@@ -618,7 +628,26 @@ class Storage:
             for (_, fut), result in zip(items, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)
+            self._committing = None
         return None
+
+    def _settle_committed(self) -> None:
+        """After an interrupt: resolve the ops of a txn that committed, futures not yet set.
+
+        An interrupt can land between ``txn.commit()`` returning and the
+        results reaching the futures; LMDB's last txn id tells whether that
+        txn committed. (A txn that wrote nothing does not advance it: its ops
+        then run again, which is the same as running them once.)
+        """
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        txn_id, items, results = committing
+        if self._env.info()["last_txnid"] < txn_id or len(results) != len(items):
+            return
+        for (_, fut), result in zip(items, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
 
     def _run_txn(self, items: list[_Item]) -> list[Any]:
         """Run and commit; on any exception the txn is aborted and nothing is kept."""
@@ -639,6 +668,9 @@ class Storage:
                         raise  # raised in a caller's thread (an interrupt): its own
                     # Nothing interrupts the writer: the op raised it; its owner gets it.
                     raise _OpFailed(index, exc) from exc
+            # Kept until the futures are set: an interrupt right after commit()
+            # returns is then settled by _settle_committed, not run twice.
+            self._committing = (txn.id(), items, results)
             txn.commit()
             committed = True
             return results
