@@ -13,7 +13,9 @@ import lmdb
 import pytest
 
 from phalanx.errors import StorageError
+from phalanx.runtime._actor import ActorKilled, interrupt_thread
 from phalanx.storage import Storage
+from phalanx.storage._env import _Call
 
 
 @pytest.fixture
@@ -329,3 +331,345 @@ def test_write_now_failing_op_fails_only_its_caller_and_db_works_inside(
     assert created is True
     assert storage.write_now(lambda txn: txn.put(b"k", b"v", db=storage.db("made_inside")))
     assert _all(storage, "made_inside") == {b"k": b"v"}
+
+
+# -- write_now: leader/follower group commit --------------------------------
+
+
+class _Pending(list[Any]):
+    """``Storage._direct`` that lets a test wait until ``n`` write_now ops are pending."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cond = threading.Condition()
+
+    def append(self, item: Any) -> None:
+        with self._cond:
+            super().append(item)
+            self._cond.notify_all()
+
+    def reach(self, n: int, timeout: float = 30.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self) >= n, timeout)
+
+
+class Interrupt(BaseException):
+    """Stands in for an async exception (ActorKilled) landing in a caller's op."""
+
+
+def _grouped(
+    st: Storage, ops: list[Callable[[Any], Any]], *, timeout: float | None = 30.0
+) -> list[tuple[str, Any]]:
+    """Run every op in its own thread's ``write_now``, all pending before one commit.
+
+    The writer thread holds the commit lock until all ``len(ops)`` callers have
+    queued their op, so the first caller's leadership commits them together.
+    Returns ("ok", result) or ("raised", exception) per op, in order.
+    """
+    pending = _Pending()
+    st._direct = pending
+    gate = _block_writer(st)
+    outcomes: list[tuple[str, Any]] = [("none", None)] * len(ops)
+
+    def call(i: int) -> None:
+        try:
+            outcomes[i] = ("ok", st.write_now(ops[i], timeout))
+        except BaseException as exc:  # the test inspects it
+            outcomes[i] = ("raised", exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(ops))]
+    for t in threads:
+        t.start()
+    try:
+        assert pending.reach(len(ops))
+    finally:
+        gate.set()
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive()
+    return outcomes
+
+
+def test_write_now_commits_every_pending_caller_in_one_transaction(storage: Storage) -> None:
+    db = storage.db("kv")
+    before = storage.stats()
+    outcomes = _grouped(storage, [_put_op(db, _key(i), b"v") for i in range(32)])
+    assert outcomes == [("ok", True)] * 32
+    stats = storage.stats()
+    assert stats["commits"] - before["commits"] == 2  # the writer's parking op, then all 32
+    assert stats["max_batch"] >= 32
+    assert len(_all(storage, "kv")) == 32
+    assert storage._leader is None  # the lead was given back
+    assert not storage._direct
+
+
+def test_write_now_failing_ops_in_a_group_fail_only_their_own_callers(storage: Storage) -> None:
+    db = storage.db("kv")
+
+    def failing(i: int) -> Callable[[Any], Any]:
+        def op(txn: Any) -> None:
+            txn.put(_key(i), b"rolled back", db=db)
+            raise ValueError(f"op {i}")
+
+        return op
+
+    ops = [failing(i) if i % 5 == 2 else _put_op(db, _key(i), b"v") for i in range(24)]
+    errors = storage.stats()["errors"]
+    outcomes = _grouped(storage, ops)
+    for i, (kind, value) in enumerate(outcomes):
+        if i % 5 == 2:
+            assert kind == "raised"
+            assert isinstance(value, ValueError)
+            assert str(value) == f"op {i}"
+        else:
+            assert (kind, value) == ("ok", True)
+    assert set(_all(storage, "kv")) == {_key(i) for i in range(24) if i % 5 != 2}
+    assert storage.stats()["errors"] == errors + 5
+
+
+def test_write_now_group_survives_map_growth(tmp_path: Path) -> None:
+    with Storage(tmp_path / "state.lmdb", map_size=2**20, sync=False) as st:
+        db = st.db("kv")
+        start = st.map_size
+        big = b"z" * (6 * 2**20)
+        ops = [_put_op(db, _key(i), b"s") for i in range(12)]
+        ops.insert(5, lambda txn: txn.put(b"huge", big, db=db))  # needs three doublings
+        assert _grouped(st, ops) == [("ok", True)] * 13
+        assert len(_all(st, "kv")) == 13
+        assert st.map_size >= 8 * start
+        assert st.stats()["grows"] >= 3
+
+
+def test_interrupt_in_the_leaders_own_op_propagates_and_followers_still_commit(
+    storage: Storage,
+) -> None:
+    db = storage.db("kv")
+
+    def interrupted(txn: Any) -> None:
+        txn.put(b"leader", b"x", db=db)
+        raise Interrupt
+
+    ops: list[Callable[[Any], Any]] = [interrupted] + [
+        _put_op(db, _key(i), b"v") for i in range(10)
+    ]
+    outcomes = _grouped(storage, ops)
+    kinds = [kind for kind, _ in outcomes]
+    raised = [value for kind, value in outcomes if kind == "raised"]
+    assert len(raised) == 1
+    assert isinstance(raised[0], Interrupt)  # propagated, not wrapped
+    assert kinds.count("ok") == 10
+    assert set(_all(storage, "kv")) == {_key(i) for i in range(10)}  # no b"leader"
+    assert storage.write_now(_put_op(db, b"after", b"1")) is True  # the lead was passed on
+
+
+def test_interrupt_after_a_group_commit_gives_every_follower_its_result(
+    storage: Storage,
+) -> None:
+    db = storage.db("kv")
+    ops = [_put_op(db, _key(i), b"v") for i in range(8)]
+    stats = storage._stats
+
+    class InterruptOnCommit(dict[str, int]):
+        armed = True
+
+        def __setitem__(self, key: str, value: int) -> None:
+            super().__setitem__(key, value)
+            if key == "commits" and value > stats["commits"] + 1 and InterruptOnCommit.armed:
+                InterruptOnCommit.armed = False  # lands in the leader, after the group commit
+                raise Interrupt
+
+    storage._stats = InterruptOnCommit(stats)
+    outcomes = _grouped(storage, ops)
+    assert [kind for kind, _ in outcomes].count("raised") == 1
+    assert [value for kind, value in outcomes if kind == "ok"] == [True] * 7
+    assert len(_all(storage, "kv")) == 8  # the leader's own op committed too
+    assert storage.write_now(_put_op(db, b"after", b"1")) is True
+
+
+def test_an_interrupted_follower_withdraws_its_op_and_others_go_on(storage: Storage) -> None:
+    db = storage.db("kv")
+    pending = _Pending()
+    storage._direct = pending
+    gate = _block_writer(storage)
+    results: dict[str, Any] = {}
+
+    def call(name: str, key: bytes) -> None:
+        try:
+            results[name] = storage.write_now(_put_op(db, key, b"v"))
+        except BaseException as exc:  # the test inspects it
+            results[name] = exc
+
+    leader = threading.Thread(target=call, args=("leader", b"leader"))
+    leader.start()
+    assert pending.reach(1)  # the leader's op; it waits for the commit lock
+    follower = threading.Thread(target=call, args=("follower", b"follower"))
+    follower.start()
+    assert pending.reach(2)
+    assert interrupt_thread(follower)  # lands when its sleep slice ends
+    follower.join(10)
+    assert isinstance(results["follower"], ActorKilled)
+    gate.set()
+    leader.join(10)
+    assert results["leader"] is True
+    assert set(_all(storage, "kv")) == {b"leader"}  # the follower's op never ran
+
+
+def test_a_stranded_lead_is_taken_over(storage: Storage) -> None:
+    db = storage.db("kv")
+    stale: _Call[None] = _Call()
+    stale.set_result(None)  # a leader that committed, then was interrupted before passing on
+    storage._leader = stale
+    assert storage.write_now(_put_op(db, b"k", b"v")) is True
+    assert storage._leader is None
+
+
+def test_write_now_timeout_withdraws_an_op_no_leader_took(storage: Storage) -> None:
+    db = storage.db("kv")
+    ran: list[int] = []
+    outcomes = _grouped(
+        storage, [_put_op(db, b"first", b"1"), lambda txn: ran.append(1)], timeout=None
+    )
+    assert outcomes == [("ok", True), ("ok", None)]
+    ran.clear()
+    gate = _block_writer(storage)  # the leader below waits for the commit lock
+    pending = _Pending()
+    storage._direct = pending
+    leader = threading.Thread(target=storage.write_now, args=(_put_op(db, b"second", b"2"),))
+    leader.start()
+    assert pending.reach(1)
+    with pytest.raises(TimeoutError, match="withdrawn"):
+        storage.write_now(lambda txn: ran.append(1), timeout=0.05)
+    gate.set()
+    leader.join(10)
+    storage.flush()
+    assert ran == []
+    assert _all(storage, "kv") == {b"first": b"1", b"second": b"2"}
+
+
+def test_write_now_from_inside_an_op_and_after_close_are_refused(tmp_path: Path) -> None:
+    st = Storage(tmp_path / "state.lmdb", sync=False)
+    with pytest.raises(StorageError, match="nested write"):
+        st.write_now(lambda txn: st.write_now(lambda t: None))
+    st.close()
+    with pytest.raises(StorageError, match="closed"):
+        st.write_now(lambda txn: None)
+
+
+def test_write_now_many_threads_mixed_failures_each_get_their_own_outcome(
+    storage: Storage,
+) -> None:
+    db = storage.db("kv")
+    wrong: list[str] = []
+
+    def worker(n: int) -> None:
+        for i in range(60):
+            key = _key(n * 1000 + i)
+            if i % 7 == 3:
+                try:
+                    storage.write_now(lambda txn, k=key: (txn.put(k, b"x", db=db), 1 / 0))
+                except ZeroDivisionError:
+                    continue
+                wrong.append(f"{n}/{i}: no error")
+            elif storage.write_now(lambda txn, k=key: (txn.put(k, b"v", db=db), k)[1]) != key:
+                wrong.append(f"{n}/{i}: someone else's result")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert wrong == []
+    assert set(_all(storage, "kv")) == {
+        _key(n * 1000 + i) for n in range(16) for i in range(60) if i % 7 != 3
+    }
+    assert storage._leader is None
+    assert not storage._direct
+
+
+class _InterruptAfterCommit:
+    """An LMDB env whose next write txn raises Interrupt just after its commit returns."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+        self.armed = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def begin(self, **kwargs: Any) -> Any:
+        txn = self._env.begin(**kwargs)
+        if not (kwargs.get("write") and self.armed):
+            return txn
+        outer = self
+
+        class Txn:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(txn, name)
+
+            def commit(self) -> None:
+                txn.commit()
+                outer.armed = False
+                raise Interrupt  # where an async exception can land after the C call
+
+        return Txn()
+
+
+def test_interrupt_just_after_a_group_commit_runs_no_op_twice(storage: Storage) -> None:
+    db = storage.db("kv")
+    runs: list[bytes] = []
+
+    def op(key: bytes) -> Callable[[Any], bool]:
+        def put(txn: Any) -> bool:
+            runs.append(key)
+            return bool(txn.put(key, b"v", db=db))
+
+        return put
+
+    real = storage._env
+    ops = [op(_key(i)) for i in range(6)]
+    pending = _Pending()
+    storage._direct = pending
+    gate = _block_writer(storage)  # parks before the env is swapped: the writer's txn is real
+    storage._env = _InterruptAfterCommit(real)
+    try:
+        outcomes: list[tuple[str, Any]] = [("none", None)] * len(ops)
+
+        def call(i: int) -> None:
+            try:
+                outcomes[i] = ("ok", storage.write_now(ops[i]))
+            except BaseException as exc:  # the test inspects it
+                outcomes[i] = ("raised", exc)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(ops))]
+        for t in threads:
+            t.start()
+        assert pending.reach(len(ops))
+        gate.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        storage._env = real
+    raised = [value for kind, value in outcomes if kind == "raised"]
+    assert len(raised) == 1
+    assert isinstance(raised[0], Interrupt)  # the leader's, propagated
+    assert [value for kind, value in outcomes if kind == "ok"] == [True] * 5
+    assert sorted(runs) == sorted(_key(i) for i in range(6))  # each op ran exactly once
+    assert len(_all(storage, "kv")) == 6
+
+
+def test_a_leaving_leader_passes_the_lead_to_the_oldest_pending_caller(
+    storage: Storage,
+) -> None:
+    first: _Call[None] = _Call()
+    second: _Call[None] = _Call()
+    storage._direct = [(lambda txn: None, first), (lambda txn: None, second)]
+    storage._leader = first  # promoted, then interrupted before it led
+    storage._abandon(first)
+    with pytest.raises(StorageError, match="interrupted; not committed"):
+        first.result()
+    assert storage._leader is second
+    assert second.sleep(0)  # woken to lead
+    assert storage._direct == [(storage._direct[0][0], second)]
+    storage._abandon(second)
+    assert storage._leader is None
+    assert storage._direct == []

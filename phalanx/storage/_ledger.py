@@ -16,13 +16,29 @@ account's own asset (what reconciles with the venue):
 Invariant: in every transaction, sum(debit values) == sum(credit values).
 Sells are valued at their notional, not cost basis: realized PnL belongs to
 the Position actor, not to this ledger.
+
+Arithmetic is exact: every product and sum uses ``_EXACT`` (unbounded
+precision, and ``Inexact`` trapped), never the thread's default context,
+which silently rounds to 28 significant digits.
+
+On disk (read by other tools, keep it): ``ledger`` maps the txn key to
+msgpack ``{"key", "memo", "postings": [[account, side, value, quantity]]}``,
+``ledger_balances`` maps the account to msgpack ``[value, quantity]`` (decimal
+strings), ``ledger_fills`` maps the key to ``b"1"`` (the idempotency marker).
+CPU per 3-leg fill inside a group commit (``bench/storage_commit.py``,
+thread time, same run): 26 µs (plan 7.5, prepare 6.7, op 12) against 40 µs
+(9 / 9 / 21.5) before. The op no longer reads back and parses a balance the
+same txn already wrote (``_txn_balances``), msgpack reuses a Packer instead
+of building one per call, ``post_fill`` does not re-check a transaction that
+is balanced by construction, and postings skip the frozen ``__init__``.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
 from typing import Any, Literal
 
 import msgpack
@@ -33,7 +49,10 @@ from phalanx.storage._env import Storage
 __all__ = ["Fill", "Ledger", "Posting", "Transaction", "plan_fill", "plan_opening"]
 
 ZERO = Decimal(0)
+# The context of every ledger computation: exact (unbounded precision), or it raises.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, Inexact])
 _TXNS, _BALANCES, _MARKERS = "ledger", "ledger_balances", "ledger_fills"
+_Balance = tuple[Decimal, Decimal]
 
 
 @dataclass(frozen=True)
@@ -69,28 +88,49 @@ class Transaction:
     memo: str = ""
 
     def balanced(self) -> bool:
-        debits = sum((p.value for p in self.postings if p.side == "debit"), ZERO)
-        credits = sum((p.value for p in self.postings if p.side == "credit"), ZERO)
+        """True when the debit values sum exactly to the credit values."""
+        debits = credits = ZERO
+        for p in self.postings:
+            if p.side == "debit":
+                debits = _EXACT.add(debits, p.value)
+            elif p.side == "credit":
+                credits = _EXACT.add(credits, p.value)
         return debits == credits
 
 
+def _posting(
+    account: str, side: Literal["debit", "credit"], value: Decimal, quantity: Decimal
+) -> Posting:
+    # The same object as Posting(...), built without the frozen __init__ (one
+    # object.__setattr__ per field): measured 1.2 µs instead of 3.4 µs, on the
+    # hot path of every fill. tests/test_ledger.py checks it stays equal.
+    posting = _new(Posting)
+    posting.__dict__.update(account=account, side=side, value=value, quantity=quantity)
+    return posting
+
+
+_new = object.__new__
+
+
 def plan_fill(fill: Fill) -> Transaction:
-    """The balanced postings of a fill (pure: no I/O)."""
+    """The balanced postings of a fill (pure: no I/O); balanced by construction."""
     if fill.quantity <= 0 or fill.price <= 0 or fill.fee < 0:
         raise ValueError(f"fill {fill.fill_id}: quantity and price must be > 0, fee >= 0")
-    notional = fill.quantity * fill.price
+    notional = _EXACT.multiply(fill.quantity, fill.price)
     base, cash, fees = f"assets:{fill.base}", f"assets:{fill.quote}", f"expenses:fees:{fill.quote}"
     if fill.side == "buy":
+        paid = _EXACT.add(notional, fill.fee)  # debits notional + fee == credit paid
         postings = (
-            Posting(base, "debit", notional, fill.quantity),
-            Posting(fees, "debit", fill.fee, fill.fee),
-            Posting(cash, "credit", notional + fill.fee, -(notional + fill.fee)),
+            _posting(base, "debit", notional, fill.quantity),
+            _posting(fees, "debit", fill.fee, fill.fee),
+            _posting(cash, "credit", paid, paid.copy_negate()),
         )
     else:
+        received = _EXACT.subtract(notional, fill.fee)  # debits received + fee == notional
         postings = (
-            Posting(cash, "debit", notional - fill.fee, notional - fill.fee),
-            Posting(fees, "debit", fill.fee, fill.fee),
-            Posting(base, "credit", notional, -fill.quantity),
+            _posting(cash, "debit", received, received),
+            _posting(fees, "debit", fill.fee, fill.fee),
+            _posting(base, "credit", notional, fill.quantity.copy_negate()),
         )
     return Transaction(f"fill:{fill.fill_id}", postings, memo=f"{fill.side} {fill.order_id or ''}")
 
@@ -101,7 +141,7 @@ def plan_opening(
     """Opening balances: debit each asset, credit equity, valued at ``prices`` (quote=1)."""
     postings: list[Posting] = []
     for asset, quantity in sorted(holdings.items()):
-        value = quantity * prices.get(asset, Decimal(1))
+        value = _EXACT.multiply(quantity, prices.get(asset, Decimal(1)))
         postings.append(Posting(f"assets:{asset}", "debit", value, quantity))
         postings.append(Posting(f"equity:opening:{asset}", "credit", value, ZERO))
     return Transaction(f"opening:{key}", tuple(postings), memo="opening balances")
@@ -109,6 +149,34 @@ def plan_opening(
 
 def _dec(raw: Any) -> Decimal:
     return Decimal(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+# The decoded balances of the one write txn that posted last (any Ledger, any
+# Storage): (txn, {account: (value, quantity)}). Invariant: only Ledger ops
+# write ``ledger_balances``, so within that txn these equal what it holds; any
+# other txn (a later one, a retry after an abort) misses and starts afresh.
+# Holding the txn object keeps its identity from being reused.
+_last_txn: list[tuple[object, dict[bytes, _Balance]]] = [(None, {})]
+
+
+def _txn_balances(txn: object) -> dict[bytes, _Balance]:
+    slot = _last_txn[0]
+    if slot[0] is not txn:
+        slot = (txn, {})
+        _last_txn[0] = slot  # one atomic store: a racing Storage only causes a miss
+    return slot[1]
+
+
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    # msgpack.packb builds a Packer per call (~2 µs measured): keep one per thread.
+    try:
+        packer: msgpack.Packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer()
+    return packer
 
 
 class Ledger:
@@ -119,46 +187,65 @@ class Ledger:
         self._txns = storage.db(_TXNS)
         self._balances = storage.db(_BALANCES)
         self._markers = storage.db(_MARKERS)
+        # Used only inside this ledger's ops, which run one at a time (one
+        # write txn per Storage), so one Packer is never shared across threads.
+        self._pack = msgpack.Packer().pack
 
     def post(self, txn: Transaction) -> bool:
         """Commit ``txn`` once. False (and nothing written) if its key was posted before."""
-        if not txn.balanced():
+        return self._post(txn, check=True)
+
+    def post_fill(self, fill: Fill) -> bool:
+        """Post a fill; replaying the same ``fill_id`` posts nothing and returns False."""
+        return self._post(plan_fill(fill), check=False)  # balanced by construction
+
+    def _post(self, txn: Transaction, *, check: bool) -> bool:
+        net = ZERO
+        legs = []
+        deltas = []  # (account key, signed value, quantity): what each leg adds
+        for p in txn.postings:
+            if p.side == "debit":
+                signed = p.value
+            elif p.side == "credit":
+                signed = p.value.copy_negate()
+            else:
+                raise StorageError(f"ledger: transaction {txn.key} has a posting side {p.side!r}")
+            if check:
+                net = _EXACT.add(net, signed)
+            legs.append([p.account, p.side, str(p.value), str(p.quantity)])
+            deltas.append((p.account.encode(), signed, p.quantity))
+        if net:
             raise StorageError(f"ledger: transaction {txn.key} does not balance")
-        record = msgpack.packb(
-            {
-                "key": txn.key,
-                "memo": txn.memo,
-                "postings": [
-                    [p.account, p.side, str(p.value), str(p.quantity)] for p in txn.postings
-                ],
-            },
-            use_bin_type=True,
-        )
+        record = _packer().pack({"key": txn.key, "memo": txn.memo, "postings": legs})
         marker = txn.key.encode()
-        txns, balances, markers = self._txns, self._balances, self._markers
+        txns, balances, markers, pack, add = (
+            self._txns,
+            self._balances,
+            self._markers,
+            self._pack,
+            _EXACT.add,
+        )
 
         def op(t: Any) -> bool:
             # Invariant: marker, postings and balances commit together or not at all.
             if not t.put(marker, b"1", db=markers, overwrite=False):
                 return False  # already posted: a replay
             t.put(marker, record, db=txns)
-            for p in txn.postings:
-                name = p.account.encode()
-                raw = t.get(name, db=balances)
-                value, quantity = msgpack.unpackb(raw, raw=False) if raw is not None else ["0", "0"]
-                signed = p.value if p.side == "debit" else -p.value
-                t.put(
-                    name,
-                    msgpack.packb([str(_dec(value) + signed), str(_dec(quantity) + p.quantity)]),
-                    db=balances,
-                )
+            known = _txn_balances(t)
+            for name, signed, quantity in deltas:
+                old = known.get(name)
+                if old is None:
+                    raw = t.get(name, db=balances)
+                    if raw is None:
+                        old = (ZERO, ZERO)
+                    else:
+                        value, held = msgpack.unpackb(raw)
+                        old = (_dec(value), _dec(held))
+                new = known[name] = (add(old[0], signed), add(old[1], quantity))
+                t.put(name, pack([str(new[0]), str(new[1])]), db=balances)
             return True
 
         return bool(self._storage.write_now(op))
-
-    def post_fill(self, fill: Fill) -> bool:
-        """Post a fill; replaying the same ``fill_id`` posts nothing and returns False."""
-        return self.post(plan_fill(fill))
 
     def balances(self) -> dict[str, tuple[Decimal, Decimal]]:
         """``{account: (value balance (debit positive), quantity)}``."""
@@ -182,10 +269,14 @@ class Ledger:
                     "postings"
                 ]:
                     if side == "debit":
-                        debits += _dec(value)
+                        debits = _EXACT.add(debits, _dec(value))
                     else:
-                        credits += _dec(value)
-            return {"debits": debits, "credits": credits, "difference": debits - credits}
+                        credits = _EXACT.add(credits, _dec(value))
+            return {
+                "debits": debits,
+                "credits": credits,
+                "difference": _EXACT.subtract(debits, credits),
+            }
 
         return self._storage.read(op)
 
@@ -202,7 +293,7 @@ class Ledger:
         ours = self.holdings()
         diff = {}
         for asset in sorted(set(ours) | set(venue_totals)):
-            delta = ours.get(asset, ZERO) - Decimal(venue_totals.get(asset, ZERO))
+            delta = _EXACT.subtract(ours.get(asset, ZERO), Decimal(venue_totals.get(asset, ZERO)))
             if delta:
                 diff[asset] = delta
         return diff
