@@ -12,6 +12,7 @@ missing is listed as missing, never dropped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -567,6 +568,11 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
+        os.killpg(pid, signal.SIGKILL)
+
+
 def run_script(
     script: Path, timeout: float, sizes: dict[str, int] | None = None
 ) -> tuple[dict[str, Any], Any]:
@@ -591,11 +597,14 @@ def run_script(
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid)
         out, err = proc.communicate()
         record.update(status="timed_out", elapsed_s=round(time.perf_counter() - started, 1))
         record["stderr_tail"] = err[-TAIL:]
         return record, None
+    except BaseException:  # Ctrl-C on make bench: the script's own session would outlive us
+        _kill_group(proc.pid)
+        raise
     record["elapsed_s"] = round(time.perf_counter() - started, 1)
     record["returncode"] = proc.returncode
     if proc.returncode != 0:
