@@ -42,6 +42,7 @@ TIMEOUTS_S = {
     "control": 120.0,
     "deadletters": 150.0,
     "ledger": 150.0,
+    "storage_commit": 150.0,
     "scale": BUDGET_S,  # what is left
 }
 # Scripts with targets first, then any other script, then scale (which gets
@@ -56,6 +57,7 @@ QUICK: dict[str, dict[str, int]] = {
     "deadletters": {"DURABLE": 20_000, "BASELINE_TXNS": 1_000},
     "ledger": {"POSTINGS": 12_000, "BASELINE": 500},
     "control": {"SUBPROCESS_RUNS": 3},
+    "storage_commit": {"RUNS": 2, "POSTINGS": 12_000, "OLD_POSTINGS": 3_000, "BASELINE": 500},
 }
 # Runs a script's module body, applies the size overrides (each must exist),
 # then runs its ``if __name__ == "__main__":`` block: the script is not edited.
