@@ -139,3 +139,15 @@ def test_dlq_show_stats_resolve_and_purge_offline(
     assert main([*base, "show", ids[0]]) == 2
     assert main([*base, "ls", "--status", "pending"]) == 0
     assert [r["id"] for r in json.loads(capsys.readouterr().out)] == ids[1:]
+
+
+def test_a_second_node_on_a_live_var_dir_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    from phalanx import ActorSystem
+
+    var = tmp_path / "var"
+    with ActorSystem(name="first", var_dir=var, sync=False):
+        second = _cli("run", "--var-dir", str(var), "--for", "1")
+    assert second.returncode == 2
+    [line] = second.stderr.strip().splitlines()
+    assert "in use by another phalanx node" in line
+    assert "Traceback" not in second.stderr
