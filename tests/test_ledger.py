@@ -253,3 +253,14 @@ def test_concurrent_posters_keep_the_books_exact(tmp_path: Path) -> None:
         assert results.count(False) == 320
         assert ledger.balances() == _expected([f for fills in per_thread for f in fills])
         assert ledger.trial_balance()["difference"] == 0
+
+
+def test_has_fill_is_true_exactly_once_the_fill_is_posted(tmp_path: Path) -> None:
+    with Storage(tmp_path / "s.lmdb", sync=False) as storage:
+        ledger = Ledger(storage)
+        fill = Fill("paper:BTCUSDT:9", "buy", "BTC", "USDT", Decimal("0.5"), Decimal("100"),
+                    Decimal("0.05"))  # fmt: skip
+        assert not ledger.has_fill(fill.fill_id)
+        assert ledger.post_fill(fill)
+        assert ledger.has_fill(fill.fill_id)
+        assert not ledger.has_fill("paper:BTCUSDT:10")

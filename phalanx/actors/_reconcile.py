@@ -330,13 +330,8 @@ def reconcile(
 
 def ledger_marker(system: ActorSystem) -> Callable[[Fill], bool]:
     """``posted(fill)``: True when the ledger already holds that fill's marker."""
-    markers = system.storage.db("ledger_fills")
-
-    def posted(fill: Fill) -> bool:
-        key = f"fill:{fill.fill_id}".encode()
-        return system.storage.read(lambda t: t.get(key, db=markers)) is not None
-
-    return posted
+    ledger = Ledger(system.storage)
+    return lambda fill: ledger.has_fill(fill.fill_id)
 
 
 def _report(system: ActorSystem, result: ReconciliationResult) -> None:

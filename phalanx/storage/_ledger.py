@@ -46,7 +46,7 @@ import msgpack
 from phalanx.errors import StorageError
 from phalanx.storage._env import Storage
 
-__all__ = ["Fill", "Ledger", "Posting", "Transaction", "plan_fill", "plan_opening"]
+__all__ = ["Fill", "Ledger", "Posting", "Transaction", "fill_key", "plan_fill", "plan_opening"]
 
 ZERO = Decimal(0)
 # The context of every ledger computation: exact (unbounded precision), or it raises.
@@ -112,6 +112,11 @@ def _posting(
 _new = object.__new__
 
 
+def fill_key(fill_id: str) -> str:
+    """The transaction key (and idempotency marker) of a fill."""
+    return f"fill:{fill_id}"
+
+
 def plan_fill(fill: Fill) -> Transaction:
     """The balanced postings of a fill (pure: no I/O); balanced by construction."""
     if fill.quantity <= 0 or fill.price <= 0 or fill.fee < 0:
@@ -132,7 +137,7 @@ def plan_fill(fill: Fill) -> Transaction:
             _posting(fees, "debit", fill.fee, fill.fee),
             _posting(base, "credit", notional, fill.quantity.copy_negate()),
         )
-    return Transaction(f"fill:{fill.fill_id}", postings, memo=f"{fill.side} {fill.order_id or ''}")
+    return Transaction(fill_key(fill.fill_id), postings, memo=f"{fill.side} {fill.order_id or ''}")
 
 
 def plan_opening(
@@ -194,6 +199,11 @@ class Ledger:
     def post(self, txn: Transaction) -> bool:
         """Commit ``txn`` once. False (and nothing written) if its key was posted before."""
         return self._post(txn, check=True)
+
+    def has_fill(self, fill_id: str) -> bool:
+        """True once the fill with ``fill_id`` is posted (its marker exists)."""
+        key, markers = fill_key(fill_id).encode(), self._markers
+        return self._storage.read(lambda t: t.get(key, db=markers)) is not None
 
     def post_fill(self, fill: Fill) -> bool:
         """Post a fill; replaying the same ``fill_id`` posts nothing and returns False."""
