@@ -242,6 +242,20 @@ def test_second_system_on_same_var_dir_is_refused(tmp_path: Path) -> None:
         ActorSystem(var_dir=tmp_path, sync=False).start()
 
 
+def test_failed_start_is_a_config_error_and_releases_storage_lock_and_threads(
+    tmp_path: Path,
+) -> None:
+    before = set(threading.enumerate())
+    bad = ActorSystem(var_dir=tmp_path, log_retention_days={"bogus": 3})
+    with pytest.raises(ConfigError, match="bogus"):
+        bad.start()
+    assert set(threading.enumerate()) <= before  # the storage writer is gone
+    with ActorSystem(var_dir=tmp_path) as system:  # lock and LMDB env released
+        ref = system.spawn(Counter, "/counter")
+        ref.tell("inc")
+        assert ref.ask("get", timeout=5) == 1
+
+
 def test_shutdown_stops_actors_in_reverse_spawn_order(tmp_path: Path) -> None:
     order: list[str] = []
 

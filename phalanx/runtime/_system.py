@@ -129,27 +129,45 @@ class ActorSystem:
         except StorageError:
             self._release_lock()
             raise
+        try:
+            self._open_services()
+            self._started = True
+            self._sealed = False
+            self._event("node_started", None, var_dir=str(self.var_dir))
+            self.dead_letters.drain_outbox(self.post.redeliver)
+            self._apply_retention()
+            self._retention_timer = self.timers.call_every(3600.0, self._apply_retention)
+        except BaseException:
+            # Invariant: a failed start leaves no thread, open file or lock behind
+            # (the storage writer is not a daemon: it would hang interpreter exit).
+            self._started = False
+            for part in ("timers", "logs"):
+                opened = self.__dict__.get(part)
+                if opened is not None:
+                    opened.close()
+            self.storage.close()
+            self._release_lock()
+            raise
+        return self
+
+    def _open_services(self) -> None:
         self.dead_letters: DeadLetterStore = DeadLetterStore(
             self.storage, deliver=self.post.redeliver
         )
         self.post.attach(self.dead_letters, DurableMailboxes(self.storage))
-        self.logs = LogManager(
-            self.var_dir / "logs",
-            retention_days=self._log_retention,
-            secrets=self._secrets,
-            node=self.name,
-        )
+        try:
+            self.logs = LogManager(
+                self.var_dir / "logs",
+                retention_days=self._log_retention,
+                secrets=self._secrets,
+                node=self.name,
+            )
+        except ValueError as exc:  # unknown taxonomy, retention < 1 day
+            raise ConfigError(f"log settings: {exc}") from exc
         self._health_log = self.logs.logger("health")
         self._audit_log = self.logs.logger("audit")
         self.events.add_listener(self._log_event)
         self.timers = Timers(self.name, on_error=self._timer_error)
-        self._started = True
-        self._sealed = False
-        self._event("node_started", None, var_dir=str(self.var_dir))
-        self.dead_letters.drain_outbox(self.post.redeliver)
-        self._apply_retention()
-        self._retention_timer = self.timers.call_every(3600.0, self._apply_retention)
-        return self
 
     def __enter__(self) -> ActorSystem:
         return self.start()
