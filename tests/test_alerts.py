@@ -75,6 +75,7 @@ def test_condition_true_continuously_fires_once_per_cooldown_window(system: Acto
     assert event.fields["alert"] == "restarted"
     assert event.fields["severity"] == "warning"
     assert "phalanx_restarts_total" in event.fields["message"]
+    system.logs.flush()  # health lines are written by a writer thread
     health = (system.var_dir / "logs" / "health.jsonl").read_text().splitlines()
     lines = [json.loads(line) for line in health if '"alert_fired"' in line]
     assert len(lines) == 3

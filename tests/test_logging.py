@@ -292,15 +292,35 @@ class _BrokenStream:
 def test_a_write_error_is_reported_once_and_never_raised(
     logs: LogManager, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    handler = logs.handlers["health"]
+    handler = logs.handlers["order"]  # written in the call, so the error is too
     real = handler.stream
     handler.stream = _BrokenStream()  # type: ignore[assignment]
     try:
-        logs.logger("health").info("lost 1")
-        logs.logger("health").info("lost 2")
+        logs.logger("order").info("lost 1")
+        logs.logger("order").info("lost 2")
     finally:
         handler.stream = real
-    logs.logger("health").info("recovered")
+    logs.logger("order").info("recovered")
     logs.close()
     assert capsys.readouterr().err.count("cannot write") == 1
-    assert [line["event"] for line in _lines(logs.log_dir, "health")] == ["recovered"]
+    assert [line["event"] for line in _lines(logs.log_dir, "order")] == ["recovered"]
+
+
+def test_a_buffered_line_keeps_nested_values_as_they_were_at_the_call(tmp_path: Path) -> None:
+    logs = LogManager(tmp_path, secrets=["s3cr3t-value"], buffer_interval_s=3600)
+    checks = [{"name": "max_exposure", "ok": True, "key": "s3cr3t-value"}]
+    logs.logger("decision").info("risk_limits_eval", checks=checks)
+    checks[0]["ok"] = False  # mutated after the call, before the writer renders
+    checks.append({"name": "late"})
+    logs.close()
+    [line] = _lines(tmp_path, "decision")
+    assert line["checks"] == [{"name": "max_exposure", "ok": True, "key": "***"}]
+
+
+def test_saga_events_are_not_repeated_in_the_health_log(tmp_path: Path) -> None:
+    with ActorSystem(var_dir=tmp_path, sync=False) as system:
+        system.events.publish("saga_step", "/sagas/s-1", saga_id="1")
+        system.events.publish("actor_restarted", "/a", reason="x")
+    health = [line["event"] for line in _lines(tmp_path / "logs", "health")]
+    assert "actor_restarted" in health
+    assert "saga_step" not in health

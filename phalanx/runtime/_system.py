@@ -42,6 +42,12 @@ from phalanx.supervision._supervisor import AutoShutdown, Supervisor, Supervisor
 __all__ = ["ActorSystem"]
 
 _PATH = re.compile(r"^(/[A-Za-z0-9_.:@+=-]+)+$")
+# Events whose publisher writes its own line to the decision log (saga actors
+# and start_sagas): the health log would only repeat it (10 of 33 lines per saga).
+_LOGGED_BY_PUBLISHER = frozenset({
+    "saga_started", "saga_resumed", "saga_step",
+    "saga_completed", "saga_compensated", "saga_compensation_failed",
+})  # fmt: skip
 
 
 class ActorSystem:
@@ -553,7 +559,7 @@ class ActorSystem:
             )
 
     def _log_event(self, event: Event) -> None:
-        if not self._started or self.logs.closed:
+        if not self._started or self.logs.closed or event.kind in _LOGGED_BY_PUBLISHER:
             return
         log = self._audit_log if event.kind == "dead_letter" else self._health_log
         log.info(event.kind, actor=event.path, **event.fields)

@@ -22,8 +22,8 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_the_tracer_is_buffered_and_other_taxonomies_are_not() -> None:
-    assert BUFFERED == ("tracer",)
+def test_hot_path_taxonomies_are_buffered_and_order_and_audit_are_not() -> None:
+    assert BUFFERED == ("tracer", "decision", "health")
 
 
 def test_lines_from_many_threads_keep_their_order_and_none_is_lost_at_close(

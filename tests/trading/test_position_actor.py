@@ -88,10 +88,11 @@ def _ask(system: ActorSystem, message: Any, path: str = PATH) -> Any:
     return system.ask(path, message, timeout=5.0)
 
 
-def _decisions(var_dir: Path, event: str | None = None) -> list[dict[str, Any]]:
+def _decisions(system: ActorSystem, event: str | None = None) -> list[dict[str, Any]]:
+    system.logs.flush()  # decision lines are written by a writer thread
     lines = [
         json.loads(line)
-        for path in sorted((var_dir / "logs").glob("decision*.jsonl"))
+        for path in sorted((system.var_dir / "logs").glob("decision*.jsonl"))
         for line in path.read_text(encoding="utf-8").splitlines()
     ]
     return [line for line in lines if event is None or line["event"] == event]
@@ -178,7 +179,7 @@ def test_take_profit_and_stop_loss_tell_a_sell_trigger_once_per_crossing(
         ("stop_loss", D("97.5")),
     ]
     assert all(isinstance(t, SellTrigger) and t.quantity == D(1) for t in triggers)
-    evals = _decisions(var_dir, "sell_trigger_eval")
+    evals = _decisions(node, "sell_trigger_eval")
     assert [e["fired"] for e in evals] == [None, "take_profit", "take_profit", None, "stop_loss"]
     assert [e["told"] for e in evals] == [False, True, False, False, True]
 
@@ -191,7 +192,7 @@ def test_position_opened_updated_and_closed_are_logged(node: ActorSystem, var_di
     _ask(node, ApplyFill(fill=_fill("t3", "sell", "2", "103", "0.2")))
     events = [
         (e["event"], e["trade_id"], e["quantity"])
-        for e in _decisions(var_dir)
+        for e in _decisions(node)
         if e["event"].startswith("position_")
     ]
     assert events == [
@@ -199,7 +200,7 @@ def test_position_opened_updated_and_closed_are_logged(node: ActorSystem, var_di
         ("position_updated", "t2", "2"),
         ("position_closed", "t3", "0"),
     ]
-    closed = _decisions(var_dir, "position_closed")[0]
+    closed = _decisions(node, "position_closed")[0]
     assert closed["actor"] == PATH
     assert closed["order_req_id"] == "o-t3"
     assert D(closed["realized_pnl"]) == D(4) - D("0.4")

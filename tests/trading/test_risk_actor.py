@@ -65,10 +65,11 @@ def node(var_dir: Path) -> Iterator[ActorSystem]:
         yield system
 
 
-def _evals(var_dir: Path, order_req_id: str | None = None) -> list[dict[str, Any]]:
+def _evals(system: ActorSystem, order_req_id: str | None = None) -> list[dict[str, Any]]:
+    system.logs.flush()  # decision lines are written by a writer thread
     lines = [
         json.loads(line)
-        for path in sorted((var_dir / "logs").glob("decision*.jsonl"))
+        for path in sorted((system.var_dir / "logs").glob("decision*.jsonl"))
         for line in path.read_text(encoding="utf-8").splitlines()
     ]
     return [
@@ -165,7 +166,7 @@ def test_each_limit_blocks_a_trade_and_the_log_names_it(
     decision = _ask(node, check)
     assert isinstance(decision, RiskDecision)
     assert (decision.allowed, decision.blocking_limit) == (False, limit)
-    [line] = _evals(var_dir, check.order_req_id)
+    [line] = _evals(node, check.order_req_id)
     assert line["blocking_limit"] == limit
     assert line["allowed"] is False
     assert list(line["checks"]) == list(CHECKS)  # every check, with value, limit and ok
@@ -179,7 +180,7 @@ def test_an_allowed_trade_logs_every_check_as_ok(node: ActorSystem, var_dir: Pat
     decision = _ask(node, _check("ok-1"))
     assert decision.allowed
     assert decision.blocking_limit is None
-    [line] = _evals(var_dir, "ok-1")
+    [line] = _evals(node, "ok-1")
     assert line["allowed"] is True
     assert line["blocking_limit"] is None
     assert all(c["ok"] for c in line["checks"].values())
@@ -194,7 +195,7 @@ def test_halted_still_lets_a_cancel_through(node: ActorSystem, var_dir: Path) ->
     cancel = _ask(node, _check("h-1", is_cancel=True))
     assert cancel.allowed
     assert cancel.trading_state == "halted"
-    assert [line["allowed"] for line in _evals(var_dir, "h-1")] == [False, True]
+    assert [line["allowed"] for line in _evals(node, "h-1")] == [False, True]
 
 
 def test_reducing_passes_a_sell_of_the_position_only(node: ActorSystem) -> None:
