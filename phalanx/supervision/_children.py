@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,6 +37,53 @@ class _Child:
     ending: int | None = None
     # The group restart stopped at this child until its ``ending`` incarnation ends.
     awaiting_end: bool = False
+
+
+class _ChildTable:
+    """A supervisor's children in start order, found by id or path in O(1).
+
+    Invariants: ids and paths are unique; iteration is over a snapshot, so a
+    caller may add or remove children while it walks them. Measured: the list
+    this replaces made ``start_child`` and a child's stop O(n), so spawning
+    10k order actors under one ``simple_one_for_one`` supervisor was O(n^2).
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, _Child] = {}  # insertion order = start order
+        self._by_path: dict[str, _Child] = {}
+
+    def append(self, child: _Child) -> None:
+        if child.spec.id in self._by_id or child.path in self._by_path:
+            raise ValueError(f"child {child.spec.id!r} is already in the table")
+        self._by_id[child.spec.id] = child
+        self._by_path[child.path] = child
+
+    def remove(self, child: _Child) -> None:
+        """Remove ``child``; ValueError if it is not in the table (as ``list.remove``)."""
+        if self._by_id.get(child.spec.id) is not child:
+            raise ValueError(f"child {child.spec.id!r} is not in the table")
+        del self._by_id[child.spec.id]
+        del self._by_path[child.path]
+
+    def by_id(self, child_id: str) -> _Child | None:
+        return self._by_id.get(child_id)
+
+    def by_path(self, path: str) -> _Child | None:
+        return self._by_path.get(path)
+
+    def from_child(self, child: _Child) -> list[_Child]:
+        """``child`` and every child started after it (``rest_for_one``)."""
+        children = list(self._by_id.values())
+        return children[children.index(child) :]
+
+    def __iter__(self) -> Iterator[_Child]:
+        return iter(tuple(self._by_id.values()))
+
+    def __reversed__(self) -> Iterator[_Child]:
+        return reversed(tuple(self._by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
 
 
 # Internal messages name the Supervisor instance they are for (``owner``): the

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from phalanx.runtime._actor import Actor
 from phalanx.runtime._envelope import Envelope
-from phalanx.supervision._children import AutoShutdown, _always_resume, _Child, _Exited, _validate
+from phalanx.supervision._children import (
+    AutoShutdown,
+    _always_resume,
+    _Child,
+    _ChildTable,
+    _Exited,
+    _validate,
+)
 from phalanx.supervision._intensity import SHUTDOWN, START_FAILED, RestartWindow
 from phalanx.supervision._policy import Directive
 from phalanx.supervision._spec import ChildSpec, Strategy
@@ -45,7 +52,7 @@ class _SupervisorCore(Actor):
         self.auto_shutdown = auto_shutdown
         self._window = RestartWindow(intensity, period, clock)
         self._specs = list(children)
-        self._children: list[_Child] = []
+        self._children = _ChildTable()
         self._lock = threading.Lock()  # guards _children for readers on other threads
         self._dynamic_seq = 0
         self._escalating = False
@@ -175,10 +182,7 @@ class _SupervisorCore(Actor):
                 self._terminate(child, finish=True, keep_journaled=keep_journaled)
 
     def _find(self, path: str) -> _Child | None:
-        for child in self._children:
-            if child.path == path:
-                return child
-        return None
+        return self._children.by_path(path)
 
     def _breaker_changed(self, child: _Child) -> Callable[[str, str, float], None]:
         def changed(old: str, new: str, reset_timeout: float) -> None:

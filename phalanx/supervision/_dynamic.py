@@ -46,7 +46,7 @@ class _DynamicApi(_Restarts):
             if not isinstance(spec, ChildSpec):
                 raise TypeError(f"start_child needs a ChildSpec, got {type(spec).__qualname__}")
         _validate("one_for_one", [spec], self.auto_shutdown)  # significant-child rules
-        existing = next((c for c in self._children if c.spec.id == spec.id), None)
+        existing = self._children.by_id(spec.id)
         if existing is not None:
             live = existing.cell is not None and existing.cell.status != "stopped"
             if live and not existing.restarting:
@@ -63,14 +63,14 @@ class _DynamicApi(_Restarts):
         return child.path
 
     def _child_by_id(self, key: str) -> _Child:
-        for child in self._children:
-            if key in (child.spec.id, child.path):
-                return child
+        child = self._children.by_id(key) or self._children.by_path(key)
+        if child is not None:
+            return child
         raise ChildNotFound(f"no child {key!r} under {self.path}")
 
     def _api_terminate_child(self, key: str) -> None:
         if self.strategy == "simple_one_for_one" and key.startswith(self._child_path("")):
-            known = any(key == c.path for c in self._children)
+            known = self._children.by_path(key) is not None
             if not known and not self.system.is_alive(key):
                 return  # OTP: terminating a dynamic child that is already gone is ok
         child = self._child_by_id(key)

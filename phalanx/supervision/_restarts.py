@@ -125,7 +125,7 @@ class _Restarts(_SupervisorCore):
         if self.strategy == "one_for_all":
             return list(self._children)
         if self.strategy == "rest_for_one":
-            return self._children[self._children.index(child) :]
+            return self._children.from_child(child)
         return [child]
 
     def _on_retry(self, path: str) -> None:
