@@ -42,6 +42,7 @@ from phalanx.runtime._config import (
 from phalanx.storage._journal import SagaJournal
 
 SAGAS = 400
+DURABLE_SAGAS = 200
 CONCURRENCY = 32
 LATENCY_ROUNDS = 60
 TICK = Decimal("0.01")
@@ -129,7 +130,31 @@ def latency(system: ActorSystem, venue: PaperVenue) -> dict[str, Any]:
     }
 
 
+def durable_throughput() -> dict[str, Any]:
+    """The same sagas with ``sync=True`` (every commit fsynced), as ``phalanx run`` runs."""
+    global SAGAS
+    sagas, SAGAS = SAGAS, DURABLE_SAGAS
+    try:
+        with (
+            PaperVenue(seed=7, keys={"paper-key": "paper-secret"}) as venue,
+            tempfile.TemporaryDirectory() as tmp,
+            ActorSystem(var_dir=tmp, sync=True) as system,
+        ):
+            node = start_trading(system, _config(), venue)
+            assert node.reconciliation is not None
+            assert node.reconciliation.ok
+            out = throughput(system, venue)
+            out["ledger_balanced"] = node.ledger_balanced()
+            out["commits"] = system.storage.stats()["commits"]
+            return out
+    finally:
+        SAGAS = sagas
+
+
 def main() -> dict[str, Any]:
+    # The headline figure runs with sync=False (commits reach the OS, not the
+    # disk): it measures the runtime, not this VM's fsync latency, which varies
+    # 2-5x with what else writes to the disk. The durable run is printed beside it.
     with (
         PaperVenue(
             seed=7, keys={"paper-key": "paper-secret", "direct-key": "direct-secret"}
@@ -143,11 +168,13 @@ def main() -> dict[str, Any]:
         lat = latency(system, venue)
         thr = throughput(system, venue)
         balanced = node.ledger_balanced()
+    durable = durable_throughput()
     return {
         "bench": "trading",
         "machine": machine(),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other processes share the cores
         "buy_sagas": thr,
+        "buy_sagas_durable": durable,
         "placement_latency": lat,
         "ledger_balanced": balanced,
     }
