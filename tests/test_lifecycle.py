@@ -328,3 +328,38 @@ def test_shutdown_cuts_off_a_hung_on_stop_and_leaves_no_thread(tmp_path: Path) -
     assert entered.is_set()
     assert not release.is_set()
     assert any(e.kind == "actor_stopped" and e.path == "/hung" for e in system.events.recent(50))
+
+
+class Watcher(Actor):
+    """Answers whether a stop is queued, once ``release`` is set."""
+
+    def __init__(self, entered: threading.Event, release: threading.Event) -> None:
+        super().__init__()
+        self.entered, self.release = entered, release
+
+    def on_receive(self, message: Any) -> Any:
+        before = self.stop_pending
+        self.entered.set()
+        self.release.wait(5)
+        return (before, self.stop_pending)
+
+
+def test_stop_pending_turns_true_once_a_stop_is_queued_for_the_actor(system: ActorSystem) -> None:
+    entered, release = threading.Event(), threading.Event()
+    ref = system.spawn(Watcher, "/watcher", entered, release)
+    future = system.ask_future("/watcher", "check")
+    assert entered.wait(5)
+    stopper = threading.Thread(target=system.stop, args=("/watcher",))
+    stopper.start()
+    inbox = system._cells["/watcher"].inbox
+    try:
+        for _ in range(500):  # until the stop is queued (bounded: 5 s)
+            if inbox.control_pending:
+                break
+            stopper.join(0.01)
+        assert inbox.control_pending
+    finally:
+        release.set()
+        stopper.join(5)
+    assert future.get(timeout=5) == (False, True)
+    assert not system.is_alive(ref.path)

@@ -130,6 +130,16 @@ class Actor(pykka.ThreadingActor):
         """1 for the first instance at this address, +1 for each restart."""
         return self._cell.incarnation
 
+    @property
+    def stop_pending(self) -> bool:
+        """True when a stop or kill is already queued for this actor.
+
+        Control signals are taken ahead of every message, so a message this
+        actor sends itself now would not be handled by this incarnation; a
+        stop that lands after the check is still possible (a best-effort hint).
+        """
+        return self._cell.inbox.control_pending
+
     def send_after(self, delay: float, message: Any) -> Timer:
         """Tell ``message`` to this actor's address after ``delay`` seconds."""
         return self._cell.system.send_after(delay, self._cell.path, message)

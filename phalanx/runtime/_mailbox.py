@@ -189,6 +189,11 @@ class Inbox:
                 self._cond.notify_all()
             return item
 
+    @property
+    def control_pending(self) -> bool:
+        """True while a control signal (stop, kill, shutdown) waits to be taken."""
+        return bool(self._control)  # a deque read: no lock needed for a snapshot
+
     def clear_controls(self) -> None:
         """Drop pending control signals (they belong to the incarnation that ended)."""
         with self._cond:

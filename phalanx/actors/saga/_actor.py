@@ -176,11 +176,10 @@ class SagaActor(Actor):
         Then the wake is not sent: the next incarnation (if any) re-reads the
         journal and wakes itself, and a wake queued behind a stop would be
         dead-lettered as ``actor_stopped`` (measured: one per saga in flight
-        at node shutdown). Reads the inbox's control queue, which has no
-        public accessor yet; a stop that lands after this check still leaves
+        at node shutdown). A stop that lands after this check still leaves
         one harmless wake in the dead-letter store.
         """
-        return bool(getattr(self._cell.inbox, "_control", None))
+        return self.stop_pending
 
     def _step(self) -> None:
         state = self.state
