@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import machine
 
 from phalanx import ActorSystem
-from phalanx.actors import BUY, buy_input, start_trading
+from phalanx.actors import BUY, TradingNode, buy_input, start_trading
 from phalanx.actors.saga import await_saga, start_saga
 from phalanx.actors.venue import PaperVenue
 from phalanx.runtime._config import (
@@ -130,19 +132,26 @@ def latency(system: ActorSystem, venue: PaperVenue) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _node(sync: bool) -> Iterator[tuple[ActorSystem, PaperVenue, TradingNode]]:
+    keys = {"paper-key": "paper-secret", "direct-key": "direct-secret"}
+    with (
+        PaperVenue(seed=7, keys=keys) as venue,
+        tempfile.TemporaryDirectory() as tmp,
+        ActorSystem(var_dir=tmp, sync=sync) as system,
+    ):
+        node = start_trading(system, _config(), venue)
+        assert node.reconciliation is not None
+        assert node.reconciliation.ok
+        yield system, venue, node
+
+
 def durable_throughput() -> dict[str, Any]:
     """The same sagas with ``sync=True`` (every commit fsynced), as ``phalanx run`` runs."""
     global SAGAS
     sagas, SAGAS = SAGAS, DURABLE_SAGAS
     try:
-        with (
-            PaperVenue(seed=7, keys={"paper-key": "paper-secret"}) as venue,
-            tempfile.TemporaryDirectory() as tmp,
-            ActorSystem(var_dir=tmp, sync=True) as system,
-        ):
-            node = start_trading(system, _config(), venue)
-            assert node.reconciliation is not None
-            assert node.reconciliation.ok
+        with _node(sync=True) as (system, venue, node):
             out = throughput(system, venue)
             out["ledger_balanced"] = node.ledger_balanced()
             out["commits"] = system.storage.stats()["commits"]
@@ -155,16 +164,7 @@ def main() -> dict[str, Any]:
     # The headline figure runs with sync=False (commits reach the OS, not the
     # disk): it measures the runtime, not this VM's fsync latency, which varies
     # 2-5x with what else writes to the disk. The durable run is printed beside it.
-    with (
-        PaperVenue(
-            seed=7, keys={"paper-key": "paper-secret", "direct-key": "direct-secret"}
-        ) as venue,
-        tempfile.TemporaryDirectory() as tmp,
-        ActorSystem(var_dir=tmp, sync=False) as system,
-    ):
-        node = start_trading(system, _config(), venue)
-        assert node.reconciliation is not None
-        assert node.reconciliation.ok
+    with _node(sync=False) as (system, venue, node):
         lat = latency(system, venue)
         thr = throughput(system, venue)
         balanced = node.ledger_balanced()
