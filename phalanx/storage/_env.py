@@ -312,7 +312,8 @@ class Storage:
         wrote (decoded) instead of reading it back. It is emptied whenever its
         contents may be stale: when a txn aborts (an op may run again), and
         when a txn does not directly follow the last one this Storage
-        committed (another writer, e.g. another process, committed between).
+        committed (another writer, e.g. another process, committed between;
+        or the last txn wrote nothing, which leaves LMDB's txn id as it was).
         """
         if self._txn is None:
             raise StorageError("txn_cache() called outside a write op")
