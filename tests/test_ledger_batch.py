@@ -119,6 +119,16 @@ def test_a_batch_that_cannot_be_stored_posts_none_of_its_fills(tmp_path: Path) -
         assert ledger.balances() == _expected(fills[:3])
 
 
+def test_a_batch_that_outgrows_the_map_is_retried_whole_after_growth(tmp_path: Path) -> None:
+    with Storage(tmp_path / "grow", map_size=2**16, sync=False) as st:
+        ledger = Ledger(st)
+        fills = [_fill(n, "buy" if n % 2 else "sell") for n in range(2000)]
+        assert ledger.post_fills(fills) == [True] * 2000
+        assert st.stats()["grows"] >= 1
+        assert ledger.balances() == _expected(fills)
+        assert ledger.trial_balance()["difference"] == 0
+
+
 def test_batch_arithmetic_is_exact_beyond_the_default_28_digits(ledger: Ledger) -> None:
     huge = D("1e30")
     assert ledger.post(plan_opening("exact", {"USDT": huge}, {}))

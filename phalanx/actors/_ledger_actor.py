@@ -62,8 +62,10 @@ class PostFills(Message):
 
     False for a fill posted before or earlier in the list. All or nothing: an
     invalid fill (``InvalidFill``) fails the message and posts none of them.
-    Measured ~4x the postings per CPU second of one :class:`PostFill` each
-    (bench/ledger.py), so a caller holding several fills sends them together.
+    One actor turn and one fsync for them all: bench/ledger.py measured
+    ~30k postings/s with 100 fills per message against ~1k with one
+    :class:`PostFill` per fill, so a caller holding several fills sends them
+    together.
     """
 
     type_name = "trading.post_fills"

@@ -26,6 +26,11 @@ Invariants:
   submitted last) is a barrier for everything submitted before it.
 - Ops may run more than once (after map growth, or when a neighbour in the
   batch failed). They must be pure functions of the transaction.
+- :meth:`Storage.before_commit` hooks run after every op of the txn, in it:
+  a hook that raises fails the txn like a commit failure (ops isolated).
+- :meth:`Storage.txn_cache` dicts hold only what this Storage's committed
+  txns left there: emptied when a txn aborts, or when the next txn's id
+  shows that another writer (another process) committed in between.
 - ``set_mapsize`` remaps the file and invalidates open transactions, so reads
   take a shared gate and map growth takes it exclusively.
 - Only ``Exception`` is caught around ops. A ``BaseException`` (an actor's

@@ -17,20 +17,23 @@ Invariant: in every transaction, sum(debit values) == sum(credit values).
 Sells are valued at their notional, not cost basis: realized PnL belongs to
 the Position actor, not to this ledger.
 
-Arithmetic is exact: every product and sum uses ``_EXACT`` (unbounded
-precision, and ``Inexact`` trapped), never the thread's default context,
-which silently rounds to 28 significant digits.
+Arithmetic is exact: every product and sum runs in ``_EXACT`` (unbounded
+precision, and ``Inexact`` trapped), explicitly or under ``localcontext``,
+never the thread's default context, which silently rounds to 28 digits.
 
 On disk (read by other tools, keep it): ``ledger`` maps the txn key to
 msgpack ``{"key", "memo", "postings": [[account, side, value, quantity]]}``,
 ``ledger_balances`` maps the account to msgpack ``[value, quantity]`` (decimal
 strings), ``ledger_fills`` maps the key to ``b"1"`` (the idempotency marker).
-CPU per 3-leg fill inside a group commit (``bench/storage_commit.py``,
-thread time, same run): 26 µs (plan 7.5, prepare 6.7, op 12) against 40 µs
-(9 / 9 / 21.5) before. The op no longer reads back and parses a balance the
-same txn already wrote (``_txn_balances``), msgpack reuses a Packer instead
-of building one per call, ``post_fill`` does not re-check a transaction that
-is balanced by construction, and postings skip the frozen ``__init__``.
+
+Throughput (``bench/ledger.py``, durable): a fill is encoded straight to its
+record and balance deltas (``_fill_entry``, equal to encoding ``plan_fill``'s
+transaction, checked with hypothesis); an op writes markers and records, and
+adds its deltas to per-txn sums that ONE ``before_commit`` hook writes, once
+per account per txn, from balances cached across this Storage's own commits
+(``Storage.txn_cache``: never read back, never stale). ``post_fills`` puts
+many fills in one op, so the per-call cost (a thread woken per caller, ~20
+µs here) is paid once per batch: post it all when you hold several fills.
 """
 
 from __future__ import annotations
