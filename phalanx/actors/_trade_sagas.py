@@ -345,7 +345,9 @@ def _post_ledger(ctx: StepContext) -> dict[str, Any]:
     ledger = Ledger(ctx.system.storage)
     posted_before = ledger_marker(ctx.system)
     fills = [ledger_fill_from(f) for f in _fills(ctx)]
-    posted = sum(ledger.post_fill(f) for f in fills if not posted_before(f))
+    # One commit for all of the order's new fills (all or nothing); the marker
+    # reads skip the commit entirely when a resumed step finds them all posted.
+    posted = sum(ledger.post_fills([f for f in fills if not posted_before(f)]))
     return {"posted": posted, "fills": len(fills)}
 
 
