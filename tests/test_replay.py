@@ -96,12 +96,16 @@ def chaos_var(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 t = venue.engine.ticker("BTCUSDT")
                 bid, ask = Decimal(t["bidPrice"]), Decimal(t["askPrice"])
                 saga_id = f"replay-{i}"
+                # Marketable orders cross by 1% and the resting one sits 10% away: the
+                # walk steps every 5 ms (+-0.1% each), so a tighter price stops being
+                # marketable before a loaded machine places it (measured: all buys
+                # compensated, only the two sells filled, under 3 busy processes).
                 if i in (3, 7):  # sells among the buys: the position realizes PnL
-                    price = (bid * Decimal("0.9995")).quantize(TICK)
+                    price = (bid * Decimal("0.99")).quantize(TICK)
                     order = sell_input("BTC/USDT", Decimal("0.001"), price, fill_timeout_s=0.4)
                     start_saga(node.system, SELL, saga_id, order)
                 else:  # i == 6 is far below the book: it rests, times out, compensates
-                    price = bid * Decimal("0.98") if i == 6 else ask * Decimal("1.0005")
+                    price = bid * Decimal("0.90") if i == 6 else ask * Decimal("1.01")
                     order = buy_input(
                         "BTC/USDT", Decimal("0.002"), price.quantize(TICK), fill_timeout_s=0.4
                     )
@@ -236,9 +240,11 @@ def test_a_fill_missing_from_the_order_log_is_named(
     var = _copy(chaos_var, tmp_path)
     log = var / "logs" / "order.jsonl"
     lines = log.read_text().splitlines()
-    first = next(i for i, line in enumerate(lines) if '"order_fill"' in line)
-    trade = json.loads(lines[first])["trade_id"]
-    log.write_text("\n".join(lines[:first] + lines[first + 1 :]) + "\n")
+    first = next(line for line in lines if '"order_fill"' in line)
+    trade = json.loads(first)["trade_id"]
+    # Every line of that trade: a killed Order actor's successor may log a fill again.
+    kept = [line for line in lines if not ('"order_fill"' in line and trade in line)]
+    log.write_text("\n".join(kept) + "\n")
 
     code = main(["replay", "--var-dir", str(var)])
     out = capsys.readouterr().out
