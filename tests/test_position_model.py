@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -74,3 +74,22 @@ def test_quantity_is_the_signed_sum_and_flat_pnl_is_cash_flow(
     mark = D(500)
     total = state.realized_pnl + unrealized_pnl(state, mark)
     assert abs(total - (cash + state.quantity * mark)) < D("1e-12")
+
+
+def test_the_average_entry_does_not_depend_on_the_calling_threads_decimal_context() -> None:
+    # ccxt's decimal_to_precision sets ROUND_HALF_UP on the thread that calls it;
+    # the live actor and replay must still round an inexact average identically.
+    fills = [("buy", D("0.001"), D("43000.11")), ("buy", D("0.002"), D("42999.97")),
+             ("buy", D("0.003"), D("43000.03")), ("sell", D("0.001"), D("43001"))]  # fmt: skip
+
+    def run() -> tuple[PositionState, Decimal]:
+        state = PositionState("BTC/USDT")
+        for side, qty, price in fills:
+            state = apply_fill(state, side, qty, price, D("0.0431"))  # type: ignore[arg-type]
+        return state, unrealized_pnl(state, D("43100.7"))
+
+    plain = run()
+    assert len(plain[0].average_entry.as_tuple().digits) == 28  # inexact: rounded
+    for context in (Context(prec=50), Context(rounding=ROUND_HALF_UP), Context(prec=12)):
+        with localcontext(context):
+            assert run() == plain

@@ -8,17 +8,43 @@ A position is derived from fills only. Average-cost accounting:
   fill price.
 Invariant: ``realized_pnl`` is the sum of closed gains minus every fee, and
 ``quantity`` is the signed sum of fill quantities.
+
+The arithmetic runs in :data:`POSITION_CONTEXT`, never the calling thread's
+context: decimal contexts are per thread and libraries change them (ccxt's
+``decimal_to_precision`` sets ROUND_HALF_UP on the thread that calls it), and
+an average entry is usually inexact, so the live Position actor and replay
+must round it the same way. Measured before this: replay reported a
+mismatch in the 28th digit of ``average_entry`` after a chaos run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from typing import Literal
 
-__all__ = ["PositionState", "TriggerDecision", "apply_fill", "evaluate_triggers", "unrealized_pnl"]
+__all__ = [
+    "POSITION_CONTEXT",
+    "PositionState",
+    "TriggerDecision",
+    "apply_fill",
+    "evaluate_triggers",
+    "unrealized_pnl",
+]
 
 ZERO = Decimal(0)
+#: Python's default context, pinned: what every stored position was computed with.
+POSITION_CONTEXT = Context(
+    prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
 
 
 @dataclass(frozen=True)
@@ -44,9 +70,16 @@ def apply_fill(
     price: Decimal,
     fee: Decimal,
 ) -> PositionState:
-    """The position after one fill (pure)."""
+    """The position after one fill (pure; computed in :data:`POSITION_CONTEXT`)."""
     if quantity <= 0 or price <= 0 or fee < 0:
         raise ValueError("a fill needs quantity > 0, price > 0 and fee >= 0")
+    with localcontext(POSITION_CONTEXT):
+        return _apply_fill(state, side, quantity, price, fee)
+
+
+def _apply_fill(
+    state: PositionState, side: str, quantity: Decimal, price: Decimal, fee: Decimal
+) -> PositionState:
     signed = quantity if side == "buy" else -quantity
     q, avg, realized = state.quantity, state.average_entry, state.realized_pnl - fee
     if q == 0 or (q > 0) == (signed > 0):
@@ -68,7 +101,8 @@ def apply_fill(
 
 def unrealized_pnl(state: PositionState, mark: Decimal) -> Decimal:
     """Open gain or loss at ``mark`` (before exit fees)."""
-    return (mark - state.average_entry) * state.quantity
+    with localcontext(POSITION_CONTEXT):
+        return (mark - state.average_entry) * state.quantity
 
 
 @dataclass(frozen=True)
@@ -89,7 +123,8 @@ def evaluate_triggers(
     """Take-profit / stop-loss on the move from average entry, in the position's favour."""
     if state.is_flat or state.average_entry == 0:
         return TriggerDecision(None, mark, None)
-    move = (mark - state.average_entry) / state.average_entry * 100
+    with localcontext(POSITION_CONTEXT):
+        move = (mark - state.average_entry) / state.average_entry * 100
     pnl_pct = move if state.quantity > 0 else -move
     if take_profit_pct is not None and pnl_pct >= take_profit_pct:
         return TriggerDecision("take_profit", mark, pnl_pct)
