@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from math import floor as _floor
 from typing import Any
 
 import ccxt
@@ -110,6 +111,16 @@ class ConnectionState:
         self.lock = threading.Lock()
 
 
+_perf_counter = time.perf_counter
+
+
+def _round2(x: float) -> float:
+    # Two decimals for the tracer line: round(x, 2) is ~0.7 us (correctly rounded
+    # decimal conversion), this ~0.2 us; it may differ from it in the last digit
+    # on exact halves, which a latency in a log line does not care about.
+    return _floor(x * 100 + 0.5) / 100
+
+
 _DECIMALS: dict[Any, Decimal] = {}  # ccxt number -> Decimal; the same sizes and prices recur
 
 
@@ -140,30 +151,75 @@ def _trade(t: dict[str, Any]) -> Trade:
 
 
 _STATUSES = frozenset(("open", "closed", "canceled", "expired", "rejected"))
+_ORDER_FIELDS = tuple(OrderReply.model_fields)
+_ORDER_DECIMALS = ("amount", "filled", "remaining", "price", "average", "cost", "fee_cost")
+_ORDER_TEXTS = ("client_order_id", "side", "type", "fee_currency")  # str | None
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _order_fields(o: dict[str, Any]) -> dict[str, Any]:
+    """The OrderReply fields of a ccxt order, typed here (in model field order)."""
+    fee = o.get("fee") or {}
+    trades = o.get("trades")
+    return {
+        "id": str(o["id"]), "client_order_id": o.get("clientOrderId"), "symbol": o["symbol"],
+        "status": o["status"], "side": o.get("side"), "type": o.get("type"),
+        "amount": _dec(o.get("amount")), "filled": _dec(o.get("filled")),
+        "remaining": _dec(o.get("remaining")), "price": _dec(o.get("price")),
+        "average": _dec(o.get("average")), "cost": _dec(o.get("cost")),
+        "fee_cost": _dec(fee.get("cost")), "fee_currency": fee.get("currency"),
+        "trades": [_trade(t) for t in trades if t.get("id") is not None] if trades else [],
+    }  # fmt: skip
+
+
+def _plain(fields: dict[str, Any]) -> bool:
+    """True if validation would keep every field as it is (exact str/None, finite Decimal)."""
+    if type(fields["symbol"]) is not str or type(fields["status"]) is not str:
+        return False
+    for name in _ORDER_TEXTS:
+        value = fields[name]
+        if value is not None and type(value) is not str:
+            return False
+    for name in _ORDER_DECIMALS:
+        value = fields[name]
+        if value is not None and not value.is_finite():  # pydantic refuses NaN and infinity
+            return False
+    return True
 
 
 def order_reply(o: dict[str, Any]) -> OrderReply:
-    """Validate a ccxt order: no id or no status is an unknown outcome, never success."""
-    if not o.get("id") or o.get("status") not in _STATUSES:
+    """Validate a ccxt order: no id or no status is an unknown outcome, never success.
+
+    The fields are typed here (the id as text, numbers as Decimals, trades by
+    their validated model). When each one is already what validation would
+    keep (exact str or None, a finite Decimal: every reply ccxt parses), the
+    reply is built without a second validation pass, which was ~30 us of a
+    ~40 us reply on the exchange round trip (thread CPU, measured in place);
+    anything else goes through pydantic. ``tests/exchange/test_order_reply.py``
+    pins both paths to what validation gives.
+    """
+    status = o.get("status")
+    if not o.get("id") or not isinstance(status, str) or status not in _STATUSES:
         raise UnknownOutcome(
-            f"order reply without id/status (id={o.get('id')!r}, status={o.get('status')!r})"
+            f"order reply without id/status (id={o.get('id')!r}, status={status!r})"
         )
     try:
-        fee = o.get("fee") or {}
-        trades = o.get("trades")
-        return OrderReply(
-            id=str(o["id"]), client_order_id=o.get("clientOrderId"), symbol=o["symbol"],
-            status=o["status"], side=o.get("side"), type=o.get("type"),
-            amount=_dec(o.get("amount")), filled=_dec(o.get("filled")),
-            remaining=_dec(o.get("remaining")), price=_dec(o.get("price")),
-            average=_dec(o.get("average")), cost=_dec(o.get("cost")),
-            fee_cost=_dec(fee.get("cost")), fee_currency=fee.get("currency"),
-            trades=[_trade(t) for t in trades if t.get("id") is not None] if trades else [],
-        )  # fmt: skip
+        fields = _order_fields(o)
+        if not _plain(fields):
+            return OrderReply(**fields)
     except (ValidationError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
         # The venue answered for this order but the answer cannot be read: what
         # happened to the order is not known (never a rejection the caller may retry).
         raise UnknownOutcome(f"order reply {o.get('id')!r} unreadable: {exc}") from exc
+    # What model_construct does, without its per-field Python loop (~13 us): every
+    # field set, in model order; the frozen model's __setattr__ still refuses changes.
+    reply: OrderReply = _new(OrderReply)
+    _set(reply, "__dict__", fields)
+    _set(reply, "__pydantic_fields_set__", set(_ORDER_FIELDS))
+    _set(reply, "__pydantic_extra__", None)
+    _set(reply, "__pydantic_private__", None)
+    return reply
 
 
 class ExchangeConnection(Actor):
@@ -175,6 +231,7 @@ class ExchangeConnection(Actor):
         self.cfg = state.config
         self._client_config = client_config or {}
         self._poll_timer: Timer | None = None
+        self._observers: dict[tuple[str, str], Callable[[float], None]] = {}
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -324,34 +381,57 @@ class ExchangeConnection(Actor):
         waited, headroom = conn.bucket.acquire(conn.weights.get(endpoint, 1))
         timeout = conn.latency.timeout_ms()
         self.client.timeout = timeout
-        error: BaseException | None = None
-        started = time.perf_counter()
+        started = _perf_counter()
         try:
-            return fn(*args)
+            result = fn(*args)
         except BaseException as exc:  # an interrupted call (ActorKilled) is no success
-            error = exc
+            self._record(endpoint, _perf_counter() - started, timeout, waited, headroom, exc)
             raise
-        finally:
-            latency_ms = (time.perf_counter() - started) * 1000
-            conn.calls += 1
-            if error is None or not isinstance(error, ccxt.RequestTimeout):
-                conn.latency.add(latency_ms)
-            env = self.envelope
-            # Scalars only: the tracer's writer thread renders the line later.
-            self._tracer.info(
-                "exchange_call", exchange=self.cfg.name, endpoint=endpoint,
-                latency_ms=round(latency_ms, 2),
-                status="ok" if error is None else type(error).__name__, timeout_ms=timeout,
-                rate_limit_waited_ms=round(waited * 1000, 1),
-                rate_limit_headroom=round(headroom, 2),
-                attempt=env.attempt if env is not None else None,
-                message_id=env.message_id if env is not None else None,
-                breaker=breaker.last_state,
-            )  # fmt: skip
-            self._metrics.observe_exchange_call(
-                self.cfg.name, endpoint, latency_ms, "ok" if error is None else type(error).__name__
-            )
-            self._after_call(error)
+        self._record(endpoint, _perf_counter() - started, timeout, waited, headroom, None)
+        return result
+
+    def _record(
+        self,
+        endpoint: str,
+        elapsed_s: float,
+        timeout: int,
+        waited: float,
+        headroom: float,
+        error: BaseException | None,
+    ) -> None:
+        """Account for one finished call: latency window, tracer line, histogram, breaker."""
+        conn = self.conn
+        latency_ms = elapsed_s * 1000
+        conn.calls += 1
+        status = "ok" if error is None else type(error).__name__
+        if error is None or not isinstance(error, ccxt.RequestTimeout):
+            conn.latency.add(latency_ms)
+        env = self.envelope
+        # Scalars only: the tracer's writer thread masks and renders the line later.
+        self._tracer.info(
+            "exchange_call", exchange=self.cfg.name, endpoint=endpoint,
+            latency_ms=_round2(latency_ms), status=status, timeout_ms=timeout,
+            rate_limit_waited_ms=_round2(waited * 1000) if waited else 0.0,
+            rate_limit_headroom=_round2(headroom),
+            attempt=env.attempt if env is not None else None,
+            message_id=env.message_id if env is not None else None,
+            breaker=conn.breaker.last_state,
+        )  # fmt: skip
+        observe = self._observers.get((endpoint, status))
+        if observe is None:
+            observe = self._observer(endpoint, status)
+        observe(elapsed_s)
+        self._after_call(error)
+
+    def _observer(self, endpoint: str, status: str) -> Callable[[float], None]:
+        # labels() takes a lock and checks the label values: ~5 us of a call's ~10 us
+        # histogram update. The child it returns is the same object for the life of
+        # the registry (nothing removes exchange series), so it is kept per pair.
+        observe: Callable[[float], None] = self._metrics.exchange_latency.labels(
+            self.cfg.name, endpoint, status
+        ).observe
+        self._observers[endpoint, status] = observe
+        return observe
 
     def _after_call(self, error: BaseException | None) -> None:
         conn = self.conn
