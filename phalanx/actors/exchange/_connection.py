@@ -291,16 +291,7 @@ class ExchangeConnection(Actor):
 
     def on_receive(self, message: Any) -> Any:
         c = self.client
-        if isinstance(message, FetchTicker):
-            return self._ticker(message.symbol)
-        if isinstance(message, FetchBalance):
-            b = self._call("fetch_balance", c.fetch_balance)
-            assets = [a for a in b.get("total", {}) if b["total"][a] is not None]
-            return Balance(
-                free={a: Decimal(str(b["free"][a] or 0)) for a in assets},
-                used={a: Decimal(str(b["used"][a] or 0)) for a in assets},
-                total={a: Decimal(str(b["total"][a] or 0)) for a in assets},
-            )
+        # The order path first: each isinstance on a pydantic model class is an ABC check.
         if isinstance(message, CreateOrder):
             try:
                 placed = self._call(
@@ -321,15 +312,25 @@ class ExchangeConnection(Actor):
                     ) from exc
                 raise
             return order_reply(placed)
-        if isinstance(message, FetchOrder):
-            params = {} if message.id else {"clientOrderId": message.client_order_id}
-            return order_reply(
-                self._call("fetch_order", c.fetch_order, message.id, message.symbol, params)
-            )
         if isinstance(message, CancelOrder):
             params = {} if message.id else {"clientOrderId": message.client_order_id}
             return order_reply(
                 self._call("cancel_order", c.cancel_order, message.id, message.symbol, params)
+            )
+        if isinstance(message, FetchTicker):
+            return self._ticker(message.symbol)
+        if isinstance(message, FetchBalance):
+            b = self._call("fetch_balance", c.fetch_balance)
+            assets = [a for a in b.get("total", {}) if b["total"][a] is not None]
+            return Balance(
+                free={a: Decimal(str(b["free"][a] or 0)) for a in assets},
+                used={a: Decimal(str(b["used"][a] or 0)) for a in assets},
+                total={a: Decimal(str(b["total"][a] or 0)) for a in assets},
+            )
+        if isinstance(message, FetchOrder):
+            params = {} if message.id else {"clientOrderId": message.client_order_id}
+            return order_reply(
+                self._call("fetch_order", c.fetch_order, message.id, message.symbol, params)
             )
         if isinstance(message, FetchOpenOrders):
             orders = self._call("fetch_open_orders", c.fetch_open_orders, message.symbol)
