@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from phalanx.actors.exchange import order_reply
-from phalanx.actors.exchange._connection import _dec, _trade
+from phalanx.actors.exchange._replies import _dec, _trade
 from phalanx.errors import UnknownOutcome
 from phalanx.protocols._codec import decode, encode
 from phalanx.protocols.exchange import OrderReply
