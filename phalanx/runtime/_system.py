@@ -372,14 +372,19 @@ class ActorSystem:
 
     def ask_future(self, path: str, message: Any) -> Future[Any]:
         """Send and return the reply future; delivery errors are set on it."""
-        self._refuse_if_closed()
+        if self._sealed:
+            self._refuse_if_closed()
         future: Future[Any] = ThreadingFuture()
         self.post.send(path, Envelope.outgoing(message, future))
         return future
 
     def ask(self, path: str, message: Any, timeout: float | None = 5.0) -> Any:
         """Send and wait for the reply (see :meth:`Ref.ask` for the errors)."""
-        future = self.ask_future(path, message)
+        # ask_future() inlined: this is the request/reply hot path (as tell is).
+        if self._sealed:
+            self._refuse_if_closed()
+        future: Future[Any] = ThreadingFuture()
+        self.post.send(path, Envelope.outgoing(message, future))
         try:
             return future.get(timeout=timeout)
         except Timeout as exc:

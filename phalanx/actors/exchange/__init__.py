@@ -5,9 +5,9 @@ from phalanx.actors.exchange._connection import (
     ExchangeConnection,
     connection_decider,
     connection_spec,
-    order_reply,
 )
 from phalanx.actors.exchange._limits import LatencyWindow, TokenBucket
+from phalanx.actors.exchange._replies import order_reply
 
 __all__ = [
     "ConnectionState",

@@ -38,13 +38,19 @@ class TokenBucket:
     def acquire(self, weight: float = 1.0) -> tuple[float, float]:
         """Take ``weight`` tokens, waiting as needed; returns (seconds waited, headroom left)."""
         waited = 0.0
+        lock = self._lock
         while True:
-            with self._lock:
-                self._refill()
-                if self._tokens >= weight or self._tokens >= self.burst:
-                    self._tokens -= weight  # a weight above burst goes into debt
-                    return waited, self._tokens
-                delay = (min(weight, self.burst) - self._tokens) / self.rate
+            with lock:
+                # _refill() inlined: this runs before every exchange call.
+                now = self._clock()
+                burst = self.burst
+                tokens = min(burst, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if tokens >= weight or tokens >= burst:
+                    self._tokens = tokens = tokens - weight  # above burst: into debt
+                    return waited, tokens
+                self._tokens = tokens
+                delay = (min(weight, burst) - tokens) / self.rate
             if self._closed.wait(delay):
                 return waited, 0.0
             waited += delay
