@@ -35,6 +35,12 @@ def _orders(node: Node) -> dict[str, dict[str, Any]]:
     return {r["path"]: r for r in rows if r["path"].startswith("/orders/o-")}
 
 
+def _inspect(node: Node, path: str) -> dict[str, Any] | None:
+    """``ctl inspect`` of ``path``, or None while it cannot answer (ended, restarting)."""
+    out = node.ctl("inspect", path)
+    return out if isinstance(out, dict) and isinstance(out.get("state"), dict) else None
+
+
 def test_kill_of_an_order_actor_raises_its_restart_count_and_it_resumes() -> None:
     var = short_tmpdir() / "var"
     node = Node(var, seconds=90, config_text=RESTING_ORDERS_CONFIG)
@@ -46,9 +52,9 @@ def test_kill_of_an_order_actor_raises_its_restart_count_and_it_resumes() -> Non
             # "unknown" and looks itself up, which takes longer on a loaded box.
             for path, row in _orders(node).items():
                 if row["status"] == "running" and row["restarts"] == 0:
-                    state = node.ctl("inspect", path)["state"]
-                    if state.get("exchange_order_id") is not None:
-                        placed.update(path=path, venue_id=state["exchange_order_id"])
+                    seen = _inspect(node, path)
+                    if seen is not None and seen["state"].get("exchange_order_id") is not None:
+                        placed.update(path=path, venue_id=seen["state"]["exchange_order_id"])
                         return True
             return False
 
@@ -56,9 +62,17 @@ def test_kill_of_an_order_actor_raises_its_restart_count_and_it_resumes() -> Non
         path = placed["path"]
         assert node.ctl("kill", path)["killed"] is True
         poll_until(lambda: _orders(node).get(path, {}).get("restarts", 0) >= 1, timeout=30)
+
+        # ps counts the restart from its start: wait until the new incarnation has
+        # loaded its record (a lost venue id would time out here, and fail).
+        def resumed() -> dict[str, Any] | None:
+            seen = _inspect(node, path)
+            if seen is None or seen["incarnation"] < 2:
+                return None
+            return seen if seen["state"].get("exchange_order_id") is not None else None
+
         # The new incarnation resumed from its record: the same order, placed once.
-        inspected = node.ctl("inspect", path)
-        assert inspected["incarnation"] >= 2
+        inspected = poll_until(resumed, timeout=30)
         assert path.endswith(inspected["state"]["order_req_id"])
         assert inspected["state"]["exchange_order_id"] == placed["venue_id"]
         assert any(e["kind"] == "actor_killed" for e in inspected["recent_events"])
