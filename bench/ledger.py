@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -42,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import machine
+from _fills import bench_fill as _fill
+from _fills import run_threads as _run_threads
 
 from phalanx import ActorSystem
 from phalanx.actors._ledger_actor import (
@@ -52,7 +53,7 @@ from phalanx.actors._ledger_actor import (
     start_ledger,
 )
 from phalanx.protocols.trading import OrderFill
-from phalanx.storage import Fill, Ledger, Storage, Txn
+from phalanx.storage import Ledger, Storage, Txn
 from phalanx.storage._ledger import _fill_entry
 
 T = TypeVar("T")
@@ -66,37 +67,6 @@ SMALL_BATCH = 10  # a few fills per call, as one order's fills
 SMALL_BATCH_THREADS = (16, 64)
 ACTOR_CLIENTS = 8
 MAP_SIZE = 512 * 2**20
-
-
-def _fill(thread: int, i: int) -> Fill:
-    return Fill(
-        fill_id=f"paper:BTCUSDT:{thread}-{i}",
-        side="buy" if i % 2 else "sell",
-        base="BTC",
-        quote="USDT",
-        quantity=Decimal("0.001"),
-        price=Decimal("43000.10"),
-        fee=Decimal("0.043"),
-        order_id=f"o-{thread}-{i}",
-    )
-
-
-def _run_threads(threads: int, work: Callable[[int], None]) -> tuple[float, float]:
-    """Run ``work(thread)`` in ``threads`` threads at once: (wall s, process CPU s)."""
-    barrier = threading.Barrier(threads + 1)
-
-    def run(t: int) -> None:
-        barrier.wait()
-        work(t)
-
-    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    barrier.wait()
-    start, cpu = time.perf_counter(), time.process_time()
-    for w in workers:
-        w.join()
-    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _figures(n: int, elapsed: float, cpu: float, commits: int) -> dict[str, Any]:

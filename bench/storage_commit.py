@@ -27,7 +27,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -42,8 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import machine
+from _fills import bench_fill as _fill
+from _fills import run_threads
 
-from phalanx.storage import Fill, Ledger, Storage, Txn, plan_fill
+from phalanx.storage import Ledger, Storage, Txn, plan_fill
 
 T = TypeVar("T")
 
@@ -53,19 +54,6 @@ OLD_POSTINGS = 6_000  # per flat-combining run (a few k/s at best: keep it short
 BASELINE = 1_000
 THREADS = (1, 8, 32)
 MAP_SIZE = 256 * 2**20
-
-
-def _fill(thread: int, i: int) -> Fill:
-    return Fill(
-        fill_id=f"paper:BTCUSDT:{thread}-{i}",
-        side="buy" if i % 2 else "sell",
-        base="BTC",
-        quote="USDT",
-        quantity=Decimal("0.001"),
-        price=Decimal("43000.10"),
-        fee=Decimal("0.043"),
-        order_id=f"o-{thread}-{i}",
-    )
 
 
 class _FlatCombining(Storage):
@@ -89,22 +77,13 @@ def _run(where: Path, threads: int, total: int, storage: type[Storage]) -> dict[
         ledger = Ledger(st)
         per_thread = total // threads
         fills = [[_fill(t, i) for i in range(per_thread)] for t in range(threads)]
-        barrier = threading.Barrier(threads + 1)
         before = st.stats()["commits"]
 
-        def post(mine: list[Fill]) -> None:
-            barrier.wait()
-            for f in mine:
+        def post(t: int) -> None:
+            for f in fills[t]:
                 ledger.post_fill(f)
 
-        workers = [threading.Thread(target=post, args=(fills[t],)) for t in range(threads)]
-        for w in workers:
-            w.start()
-        barrier.wait()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        for w in workers:
-            w.join()
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        elapsed, cpu = run_threads(threads, post)
         commits = st.stats()["commits"] - before
         trial = ledger.trial_balance()
         assert trial["difference"] == 0
