@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from phalanx import Actor, ActorSystem, Retry
+from phalanx import Actor, ActorSystem
 from phalanx.actors._position import (
     InvalidFill,
     ensure_position,
@@ -28,18 +27,15 @@ from phalanx.protocols.trading import (
 )
 from phalanx.storage._positions import PositionStore
 
+from ._rig import decision_lines, quick_system
+
 D = Decimal
 SYMBOL = "BTC/USDT"
 PATH = "/positions/BTC-USDT"
 
 
 def _system(var_dir: Path) -> ActorSystem:
-    return ActorSystem(
-        name="position-test",
-        var_dir=var_dir,
-        retry=Retry(max_attempts=3, backoff="fixed", base=0.0, jitter=0.0),
-        sync=False,
-    )
+    return quick_system(var_dir, "position-test")
 
 
 @pytest.fixture
@@ -89,13 +85,7 @@ def _ask(system: ActorSystem, message: Any, path: str = PATH) -> Any:
 
 
 def _decisions(system: ActorSystem, event: str | None = None) -> list[dict[str, Any]]:
-    system.logs.flush()  # decision lines are written by a writer thread
-    lines = [
-        json.loads(line)
-        for path in sorted((system.var_dir / "logs").glob("decision*.jsonl"))
-        for line in path.read_text(encoding="utf-8").splitlines()
-    ]
-    return [line for line in lines if event is None or line["event"] == event]
+    return decision_lines(system, event)
 
 
 def test_a_replayed_fill_is_applied_once(node: ActorSystem) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from phalanx import Actor, ActorSystem, Retry
+from phalanx import Actor, ActorSystem
 from phalanx.actors._risk import InvalidReservation, start_risk
 from phalanx.actors._risk_model import CHECKS, RiskLimits
 from phalanx.errors import InsufficientFunds
@@ -27,6 +26,8 @@ from phalanx.protocols.trading import (
     SetTradingState,
 )
 from phalanx.storage._risk import RiskStore
+
+from ._rig import decision_lines, quick_system
 
 D = Decimal
 SYMBOL = "BTC/USDT"
@@ -46,12 +47,7 @@ class Clock:
 
 
 def _system(var_dir: Path) -> ActorSystem:
-    return ActorSystem(
-        name="risk-test",
-        var_dir=var_dir,
-        retry=Retry(max_attempts=3, backoff="fixed", base=0.0, jitter=0.0),
-        sync=False,
-    )
+    return quick_system(var_dir, "risk-test")
 
 
 @pytest.fixture
@@ -66,17 +62,10 @@ def node(var_dir: Path) -> Iterator[ActorSystem]:
 
 
 def _evals(system: ActorSystem, order_req_id: str | None = None) -> list[dict[str, Any]]:
-    system.logs.flush()  # decision lines are written by a writer thread
-    lines = [
-        json.loads(line)
-        for path in sorted((system.var_dir / "logs").glob("decision*.jsonl"))
-        for line in path.read_text(encoding="utf-8").splitlines()
-    ]
     return [
         line
-        for line in lines
-        if line["event"] == "risk_limits_eval"
-        and (order_req_id is None or line["order_req_id"] == order_req_id)
+        for line in decision_lines(system, "risk_limits_eval")
+        if order_req_id is None or line["order_req_id"] == order_req_id
     ]
 
 

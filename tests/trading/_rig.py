@@ -1,0 +1,30 @@
+"""Shared by the Risk and Position actor tests: a quick node and its decision lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from phalanx import ActorSystem, Retry
+
+
+def quick_system(var_dir: Path, name: str) -> ActorSystem:
+    """A node with fast, fixed retries and no fsync."""
+    return ActorSystem(
+        name=name,
+        var_dir=var_dir,
+        retry=Retry(max_attempts=3, backoff="fixed", base=0.0, jitter=0.0),
+        sync=False,
+    )
+
+
+def decision_lines(system: ActorSystem, event: str | None = None) -> list[dict[str, Any]]:
+    """Every decision log line so far (``event`` only, if given), after a flush."""
+    system.logs.flush()  # decision lines are written by a writer thread
+    lines = [
+        json.loads(line)
+        for path in sorted((system.var_dir / "logs").glob("decision*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    return [line for line in lines if event is None or line["event"] == event]
