@@ -138,6 +138,15 @@ class SagaJournal:
         raw = self._storage.read(lambda txn: txn.get(key, db=db))
         return None if raw is None else dict(_unpack(raw))
 
+    def is_active(self, saga_id: str) -> bool:
+        """True while ``saga_id`` is in the active index (journaled and not finalized).
+
+        One key read, no snapshot to unpack: the index entry and the snapshot
+        are written in the same transaction (see :meth:`snapshot_op`).
+        """
+        key, db = saga_id.encode(), self._active
+        return bool(self._storage.read(lambda txn: txn.get(key, db=db) is not None))
+
     def records(self, saga_id: str) -> list[dict[str, Any]]:
         """Every record of ``saga_id``, oldest first."""
         prefix, db = saga_id.encode() + b"\x00", self._journal

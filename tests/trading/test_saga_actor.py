@@ -145,6 +145,49 @@ def test_happy_path_runs_every_step_once_in_order_and_stops_itself(sagas: ActorS
     assert saga_outcomes(sagas.storage)["completed"] == 1
 
 
+def test_await_saga_returns_the_outcome_when_the_end_event_is_lost(
+    sagas: ActorSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A crash between the final commit and the end event loses the event: the
+    # journal still has the outcome, and await_saga must find it there.
+    from phalanx.actors.saga._actor import SagaActor
+
+    note = SagaActor._note
+
+    def drop_end_events(self: SagaActor, kind: str, **fields: Any) -> None:
+        if kind not in END:
+            note(self, kind, **fields)
+
+    monkeypatch.setattr(SagaActor, "_note", drop_end_events)
+    probe = Probe()
+    _define("quiet", probe)
+    ends = sagas.events.subscribe(END)
+    start_saga(sagas, "quiet", "q-1", {})
+    assert await_saga(sagas, "q-1", timeout=10).status == "completed"
+    assert ends.get(timeout=0) is None  # no end event was published
+    assert await_saga(sagas, "q-1", timeout=1).status == "completed"  # already ended
+
+
+def test_await_saga_times_out_naming_the_status_of_a_saga_still_running(
+    sagas: ActorSystem,
+) -> None:
+    gate = threading.Event()
+    probe = Probe()
+
+    def blocked(ctx: StepContext) -> Any:
+        gate.wait(10)
+        return None
+
+    _define("slow", probe, s1=Step("s1", blocked, retry=NO_WAIT))
+    start_saga(sagas, "slow", "w-1", {})
+    try:
+        with pytest.raises(TimeoutError, match="saga w-1 still running after 0.2s"):
+            await_saga(sagas, "w-1", timeout=0.2)
+    finally:
+        gate.set()
+    assert await_saga(sagas, "w-1", timeout=10).status == "completed"
+
+
 def test_permanent_failure_of_step_3_compensates_steps_2_then_1(sagas: ActorSystem) -> None:
     probe = Probe()
     _define(

@@ -44,6 +44,7 @@ SAGAS = "/sagas"
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@+=-]{1,200}$")
 _END_KINDS = ("saga_completed", "saga_compensated", "saga_compensation_failed")
+_RECHECK_S = 1.0
 # Kills restart a saga at once (no backoff); chaos kills many sagas per second,
 # so the window must tolerate that without escalating the whole /sagas tree.
 _INTENSITY, _PERIOD = 1000, 1.0
@@ -227,14 +228,23 @@ def await_saga(system: ActorSystem, saga_id: str, timeout: float = 10.0) -> Saga
     try:
         deadline = time.monotonic() + timeout
         while True:
-            raw = journal.load(saga_id)
-            state = SagaState.from_dict(raw) if raw is not None else None
-            if state is not None and not state.active:
-                return snapshot_of(state)
+            # Invariant: finalizing removes the saga from the active index in the
+            # commit that writes its final snapshot, so while it is indexed there
+            # is no snapshot worth unpacking: the snapshot is read once, at the end.
+            if not journal.is_active(saga_id):
+                raw = journal.load(saga_id)
+                state = SagaState.from_dict(raw) if raw is not None else None
+                if state is not None and not state.active:
+                    return snapshot_of(state)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                status = state.status if state is not None else "unknown"
+                raw = journal.load(saga_id)
+                status = raw["status"] if raw is not None else "unknown"
                 raise TimeoutError(f"saga {saga_id} still {status} after {timeout}s")
-            sub.wait_for(lambda e: e.fields.get("saga_id") == saga_id, remaining)
+            # Re-checked at least every _RECHECK_S: a crash between the final commit
+            # and the end event loses the event, never the outcome.
+            sub.wait_for(
+                lambda e: e.fields.get("saga_id") == saga_id, min(remaining, _RECHECK_S)
+            )
     finally:
         sub.close()
