@@ -181,7 +181,7 @@ def test_await_saga_times_out_naming_the_status_of_a_saga_still_running(
     _define("slow", probe, s1=Step("s1", blocked, retry=NO_WAIT))
     start_saga(sagas, "slow", "w-1", {})
     try:
-        with pytest.raises(TimeoutError, match="saga w-1 still running after 0.2s"):
+        with pytest.raises(TimeoutError, match=r"saga w-1 still running after 0\.2s"):
             await_saga(sagas, "w-1", timeout=0.2)
     finally:
         gate.set()

@@ -67,7 +67,13 @@ def test_active_index_and_outcome_counts_follow_the_snapshots(journal: Any) -> N
     j.commit(j.snapshot_op("f", _snap("f", "completed", 2), active=False))
     assert j.active_ids() == ["a", "b"]
     assert j.load("zzz") is None
-    assert [j.is_active(s) for s in ("a", "b", "c", "f", "zzz")] == [True, True, False, False, False]
+    assert [j.is_active(s) for s in ("a", "b", "c", "f", "zzz")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_op_builders_commit_with_a_callers_own_writes_in_one_transaction(journal: Any) -> None:

@@ -243,8 +243,6 @@ def await_saga(system: ActorSystem, saga_id: str, timeout: float = 10.0) -> Saga
                 raise TimeoutError(f"saga {saga_id} still {status} after {timeout}s")
             # Re-checked at least every _RECHECK_S: a crash between the final commit
             # and the end event loses the event, never the outcome.
-            sub.wait_for(
-                lambda e: e.fields.get("saga_id") == saga_id, min(remaining, _RECHECK_S)
-            )
+            sub.wait_for(lambda e: e.fields.get("saga_id") == saga_id, min(remaining, _RECHECK_S))
     finally:
         sub.close()
