@@ -110,25 +110,35 @@ def latency(system: ActorSystem, venue: PaperVenue) -> dict[str, Any]:
     ex.load_markets()
     journal = SagaJournal(system.storage)
     direct, place, whole = [], [], []
+    direct_cpu = saga_cpu = 0.0
     for i in range(LATENCY_ROUNDS):  # interleaved: both see the same conditions
         price = _price(venue)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ex.create_order("BTC/USDT", "limit", "buy", 0.001, float(price),
                         {"clientOrderId": f"direct-{i}"})  # fmt: skip
         direct.append(time.perf_counter() - t0)
+        c1 = time.process_time()
+        direct_cpu += c1 - c0
         saga_id = f"bench-l-{i:04d}"
         start_saga(system, BUY, saga_id, buy_input("BTC/USDT", Decimal("0.001"), price))
         await_saga(system, saga_id, timeout=60)
+        saga_cpu += time.process_time() - c1
         p, w = _place_s(journal, saga_id)
         place.append(p)
         whole.append(w)
     d, p, w = (statistics.median(x) * 1000 for x in (direct, place, whole))
+    # Process CPU, all threads (the venue's HTTP side included), one at a time: the
+    # saga's whole cost next to the one ccxt call it cannot do without.
+    d_cpu, s_cpu = (x / LATENCY_ROUNDS * 1000 for x in (direct_cpu, saga_cpu))
     return {
         "rounds": LATENCY_ROUNDS,
         "ccxt_create_order_ms": round(d, 2),
         "saga_start_to_placed_ms": round(p, 2),
         "placement_added_ms": round(p - d, 2),
         "saga_end_to_end_ms": round(w, 2),
+        "ccxt_create_order_cpu_ms": round(d_cpu, 2),
+        "saga_cpu_ms": round(s_cpu, 2),
+        "saga_cpu_vs_create_order": round(s_cpu / d_cpu, 1) if d_cpu else None,
     }
 
 
