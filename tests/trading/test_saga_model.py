@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -34,6 +35,7 @@ from phalanx.actors.saga import (
     advance,
     new_saga,
 )
+from phalanx.actors.saga._state import StepState, evolve
 
 NO_WAIT = Retry(max_attempts=3, backoff="fixed", base=0.0, jitter=0.0)
 
@@ -249,3 +251,45 @@ def test_step_deadline_is_set_from_the_event_time() -> None:
     assert plan.state.steps["a"].deadline is None
     plan = advance(plan.state, StepSucceeded("a", 1, {}, 10.0), defn)
     assert plan.state.steps["b"].deadline == 12.5
+
+
+_STEP_FIELDS = {
+    "status": st.sampled_from(["pending", "running", "done", "failed", "compensating"]),
+    "attempt": st.integers(0, 9),
+    "comp_attempt": st.integers(0, 9),
+    "deadline": st.none() | st.floats(0, 1e10),
+    "result": st.none() | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    "error": st.none() | st.text(max_size=5),
+    "comp_deadline": st.none() | st.floats(0, 1e10),
+}
+_SAGA_FIELDS = {
+    "status": st.sampled_from(["running", "compensating", "completed", "compensated"]),
+    "done": st.tuples(st.sampled_from(["a", "b"])),
+    "current": st.none() | st.sampled_from(["a", "b"]),
+    "error": st.none() | st.text(max_size=5),
+    "seq": st.integers(0, 99),
+    "finalized": st.booleans(),
+    "updated_at": st.floats(0, 1e10),
+}
+
+
+@given(
+    st.fixed_dictionaries({}, optional=_STEP_FIELDS),
+    st.fixed_dictionaries({}, optional=_SAGA_FIELDS),
+)
+@settings(max_examples=200, deadline=None)
+def test_evolve_builds_what_dataclasses_replace_builds(
+    step_changes: dict[str, Any], saga_changes: dict[str, Any]
+) -> None:
+    step = StepState(status="running", attempt=1, deadline=5.0)
+    assert evolve(step, **step_changes) == replace(step, **step_changes)
+    saga = SagaState("s-1", "k", {"x": 1}, "running", {"a": step}, done=("a",), seq=3)
+    evolved = evolve(saga, **saga_changes)
+    assert evolved == replace(saga, **saga_changes)
+    assert evolved.to_dict() == replace(saga, **saga_changes).to_dict()
+    assert saga.seq == 3  # the original is untouched
+
+
+def test_evolve_refuses_an_unknown_field_as_replace_does() -> None:
+    with pytest.raises(TypeError, match="StepState has no field bogus"):
+        evolve(StepState(), bogus=1)

@@ -52,6 +52,7 @@ from phalanx.actors.saga._model import (
     saga_definition,
 )
 from phalanx.actors.saga._plain import to_plain
+from phalanx.actors.saga._state import evolve
 from phalanx.errors import DeadLetterError, PhalanxError
 from phalanx.protocols import Message
 from phalanx.protocols.trading import GetSaga, OrderUpdate, SagaSnapshot
@@ -213,7 +214,7 @@ class SagaActor(Actor):
             else c
             for c in plan.commands
         )
-        state = replace(plan.state, outbox=commands)
+        state = evolve(plan.state, outbox=commands)
         record = {**plan.record, "commands": [command_to_dict(c) for c in commands]}
         self._journal.commit(
             self._journal.plan_op(self.saga_id, record, state.to_dict(), active=state.active)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, Literal
 
 from phalanx.actors.saga._definition import (
@@ -60,7 +59,7 @@ from phalanx.actors.saga._protocol import (
     command_to_dict,
     event_to_dict,
 )
-from phalanx.actors.saga._state import Plan, SagaState, StepState, new_saga
+from phalanx.actors.saga._state import Plan, SagaState, StepState, evolve, new_saga
 from phalanx.supervision import ErrorClass, Retry, backoff_delay
 
 # The model's own name is advance(); the rest is re-exported so that
@@ -116,7 +115,7 @@ def _delay(state: SagaState, step: str, retry: Retry, attempt: int, phase: str) 
 
 
 def _commit(state: SagaState, event: Event, commands: Sequence[Command], **changes: Any) -> Plan:
-    new = replace(state, seq=state.seq + 1, outbox=tuple(commands), updated_at=event.at, **changes)
+    new = evolve(state, seq=state.seq + 1, outbox=tuple(commands), updated_at=event.at, **changes)
     record = {
         "seq": new.seq,
         "at": event.at,
@@ -129,7 +128,7 @@ def _commit(state: SagaState, event: Event, commands: Sequence[Command], **chang
 
 def _set(state: SagaState, name: str, **changes: Any) -> dict[str, StepState]:
     steps = dict(state.steps)
-    steps[name] = replace(steps[name], **changes)
+    steps[name] = evolve(steps[name], **changes)
     return steps
 
 
@@ -142,7 +141,7 @@ def _forward(state: SagaState, defn: SagaDefinition, event: Event, **changes: An
     name = defn.order[len(done)]
     step = defn.step(name)
     deadline = None if step.timeout_s is None else event.at + step.timeout_s
-    base = replace(state, steps=changes.pop("steps", state.steps))
+    base = evolve(state, steps=changes.pop("steps", state.steps))
     steps = _set(base, name, status="running", attempt=1, deadline=deadline)
     return _commit(state, event, [RunStep(name, 1)], steps=steps, current=name, **changes)
 
@@ -155,7 +154,7 @@ def _backward(
     **changes: Any,
 ) -> Plan:
     """Run the next compensation, or end compensated / compensation_failed."""
-    base = replace(state, **changes)
+    base = evolve(state, **changes)
     if not base.to_compensate:
         status = "compensation_failed" if base.failed_compensations else "compensated"
         return _commit(base, event, [*prefix, Finished(status)], status=status, current=None)
