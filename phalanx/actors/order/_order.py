@@ -12,6 +12,9 @@ Placement invariants:
   after ``max_lookup_misses`` misses, ``settle_s`` since the order became
   unknown, and no order with this intent's client-id prefix among the open
   orders or the orders behind recent trades;
+- before a new client id (or abandoning the intent), every dead-lettered
+  ``CreateOrder`` of the intent still pending is resolved, so no redrive can
+  place the intent a second time;
 - a fill is journaled (deduplicated by trade id) before it reaches the sink;
   a fill the sink has not taken is handed over again after a restart.
 """
@@ -31,7 +34,7 @@ from pykka import Timeout
 from phalanx.actors.order._ids import client_order_id, intent_prefix
 from phalanx.actors.order._machine import transition
 from phalanx.actors.order._plan import plan_reply
-from phalanx.errors import InvalidTransition, PhalanxError
+from phalanx.errors import DeadLetterError, InvalidTransition, PhalanxError
 from phalanx.protocols.exchange import (
     CancelOrder,
     CreateOrder,
@@ -151,6 +154,7 @@ class OrderActor(Actor):
         self._interval = services.lookup_interval_s
         self._unknown_since = 0.0
         self._resends = 0
+        self._redriven: set[str] = set()  # dead-lettered creates seen redriven
         self._venue_filled: Decimal | None = None  # executed quantity the venue last reported
         self._timer: Timer | None = None
         self._seq = 0
@@ -335,6 +339,12 @@ class OrderActor(Actor):
     def _absence_check(self) -> None:
         rec = self._rec()
         try:
+            if not self._retire_dead_creates(rec):
+                # A create of this intent was redriven from the dead-letter store: it
+                # may be on its way to the venue, so it must settle like any other send.
+                self._misses, self._unknown_since = 0, self.services.clock()
+                self._backoff()
+                return
             found = self._find_by_prefix(rec)
         except Exception as exc:
             self._say("warning", "order_absence_check_failed", error=repr(exc))
@@ -353,6 +363,47 @@ class OrderActor(Actor):
                 self._settle()
         else:
             self._regenerate()
+
+    def _retire_dead_creates(self, rec: OrderRecord) -> bool:
+        """Resolve this intent's dead-lettered creates; False if one was redriven meanwhile.
+
+        An ask whose ``CreateOrder`` overflowed (or found no live connection) is
+        dead-lettered, redrivable. Once the intent is resolved here (a new
+        generation, or abandoned), redriving it would place the intent twice, so
+        before either, every pending one is resolved with a note; a redrive already
+        done is reported once (its order may still land).
+        """
+        prefix = intent_prefix(rec.order_req_id)
+        letters = self.system.dead_letters
+        note = (
+            f"superseded: order {rec.order_req_id} is resolved by its Order actor "
+            "(client-id lookup); redriving this create would place it twice"
+        )
+        quiet, after, page_size = True, None, 200
+        while True:
+            page = letters.list(target=self.conn, limit=page_size, after=after)
+            for listed in page:
+                create, dead = listed.message, listed
+                if not isinstance(create, CreateOrder) or not create.client_order_id.startswith(
+                    prefix
+                ):
+                    continue
+                if dead.status == "pending":
+                    try:
+                        dead = letters.resolve(dead.id, note)  # its history as resolved
+                    except DeadLetterError:  # resolved meanwhile
+                        continue
+                    self._say("warning", "order_dead_create_resolved", dead_letter_id=dead.id,
+                              dead_client_order_id=create.client_order_id)  # fmt: skip
+                redriven = any(h.get("action") == "redrive" for h in dead.history)
+                if redriven and dead.id not in self._redriven:
+                    self._redriven.add(dead.id)
+                    self._say("warning", "order_dead_create_redriven", dead_letter_id=dead.id,
+                              dead_client_order_id=create.client_order_id)  # fmt: skip
+                    quiet = False
+            if len(page) < page_size:
+                return quiet
+            after = page[-1].id
 
     def _find_by_prefix(self, rec: OrderRecord) -> OrderReply | None:
         """An order of this intent (any generation) among open orders or recent trades."""
