@@ -250,18 +250,27 @@ class OrderActor(Actor):
         else:
             self._poll()
 
-    def _register(self) -> None:
+    def _register(self, abandon: str | None = None) -> None:
+        """Journal the intent ``submitting`` (it may be sent), or, with ``abandon`` (a
+        cancel ahead of any registration), ``canceled``: never sent by anyone."""
         i = self.intent
         self._crash("before_journal")
         now = self.services.clock()
+        status = transition("new", "submit")
+        if abandon is not None:
+            status = transition(status, "abandon")
         record = OrderRecord(
             order_req_id=i.order_req_id, client_order_id=client_order_id(i.order_req_id, 0),
-            generation=0, status=transition("new", "submit"), symbol=i.symbol, side=i.side,
+            generation=0, status=status, symbol=i.symbol, side=i.side,
             type=i.type, amount=i.amount, price=i.price, saga_id=i.saga_id, created_at=now,
             updated_at=now, exchange=i.exchange, notify=i.notify,
+            cancel_requested=abandon is not None,
         )  # fmt: skip
         if self.store.register(record):
-            self.record, self._may_send = record, True
+            self.record, self._may_send = record, abandon is None
+            if abandon is not None:
+                self._say("info", "order_cancel", reason=abandon, status="never_sent")
+                self._notify()
         else:  # registered meanwhile (a twin actor, a restart race): resolve, never send
             self.record = self.store.get(i.order_req_id)
             self._unknown_since = self.services.clock()
@@ -625,9 +634,14 @@ class OrderActor(Actor):
     # --- cancel ------------------------------------------------------------------------
 
     def _cancel(self, reason: str) -> OrderSnapshot:
-        if self.record is None:  # ahead of _Drive (a redelivery): register first
+        if self.record is None:
+            # Ahead of any _Drive: no incarnation registered, so none ever sent. A cancel
+            # must not place the order to cancel it: journal it canceled, never sent.
             self._driven = True
-            self._step()
+            self._register(abandon=reason)
+            if self._rec().terminal:
+                self._settle()
+                return self.snapshot()
         rec = self.record
         if rec is None or rec.terminal:
             return self.snapshot()
