@@ -11,7 +11,8 @@ Placement invariants:
 - a new client id (generation + 1) is journaled before it is sent, and only
   after ``max_lookup_misses`` misses, ``settle_s`` since the order became
   unknown, and no order with this intent's client-id prefix among the open
-  orders or the orders behind recent trades;
+  orders or the orders behind recent trades (every one of them looked up, at
+  most ``max_trade_order_lookups`` per check);
 - before a new client id (or abandoning the intent), every dead-lettered
   ``CreateOrder`` of the intent still pending is resolved, so no redrive can
   place the intent a second time;
@@ -155,6 +156,7 @@ class OrderActor(Actor):
         self._unknown_since = 0.0
         self._resends = 0
         self._redriven: set[str] = set()  # dead-lettered creates seen redriven
+        self._not_ours: set[str] = set()  # venue orders behind trades, looked up: not ours
         self._venue_filled: Decimal | None = None  # executed quantity the venue last reported
         self._timer: Timer | None = None
         self._seq = 0
@@ -354,13 +356,16 @@ class OrderActor(Actor):
                 self._misses, self._unknown_since = 0, self.services.clock()
                 self._backoff()
                 return
-            found = self._find_by_prefix(rec)
+            found, complete = self._find_by_prefix(rec)
         except Exception as exc:
             self._say("warning", "order_absence_check_failed", error=repr(exc))
             self._backoff()
             return
         if found is not None:
             self._apply(found, "found_by_check")
+        elif not complete:  # orders behind trades left unchecked: absence not proven
+            self._say("info", "order_absence_check_partial", checked=len(self._not_ours))
+            self._backoff()
         elif rec.cancel_requested:
             nxt = self._advance("abandon")
             if nxt is not None:
@@ -414,12 +419,18 @@ class OrderActor(Actor):
                 return quiet
             after = page[-1].id
 
-    def _find_by_prefix(self, rec: OrderRecord) -> OrderReply | None:
-        """An order of this intent (any generation) among open orders or recent trades."""
+    def _find_by_prefix(self, rec: OrderRecord) -> tuple[OrderReply | None, bool]:
+        """An order of this intent (any generation) among open orders or recent trades.
+
+        Returns ``(order, complete)``: ``complete`` is False while orders behind the
+        trades are left to look up (at most ``max_trade_order_lookups`` per check,
+        most recent first; the ones found not ours are remembered), so absence is
+        proven only once every candidate was checked.
+        """
         prefix = intent_prefix(rec.order_req_id)
         for order in self._ask(FetchOpenOrders(symbol=rec.symbol)).orders:
             if (order.client_order_id or "").startswith(prefix):
-                return order  # type: ignore[no-any-return]
+                return order, True
         since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
         trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
         # Orders another intent holds are skipped; one an external record holds that
@@ -428,16 +439,20 @@ class OrderActor(Actor):
         for t in trades:
             if t.order_id:
                 latest[t.order_id] = max(latest.get(t.order_id, 0), t.timestamp or 0)
-        behind = []  # oldest first: the bounded slice below keeps the most recent
-        for order_id in sorted(latest, key=lambda oid: latest[oid]):
+        behind = []  # most recent first
+        for order_id in sorted(latest, key=lambda oid: latest[oid], reverse=True):
+            if order_id in self._not_ours:
+                continue
             owner = self.store.by_exchange_id(rec.exchange, rec.symbol, order_id)
             if owner is None or owner.client_order_id.startswith(prefix):
                 behind.append(order_id)
-        for order_id in behind[-self.services.max_trade_order_lookups :]:
+        budget = self.services.max_trade_order_lookups
+        for order_id in behind[:budget]:
             order = self._ask(FetchOrder(symbol=rec.symbol, id=order_id))
             if (order.client_order_id or "").startswith(prefix):
-                return order  # type: ignore[no-any-return]
-        return None
+                return order, True
+            self._not_ours.add(order_id)
+        return None, len(behind) <= budget
 
     def _regenerate(self) -> None:
         rec = self._rec()
