@@ -668,7 +668,11 @@ class OrderActor(Actor):
                 reason=reason,
             )
             self._say("info", "order_cancel", reason=reason, status=rec.status)
-        if self._rec().exchange_order_id is not None:
+        rec = self._rec()
+        # A cancel already in flight (canceling) is retried by this actor's own tick at
+        # the poll interval; a caller asking again (the saga polls every 20 ms) must not
+        # add a venue call per ask.
+        if rec.exchange_order_id is not None and rec.status != "canceling":
             self._cancel_at_venue()
         return self.snapshot()
 
