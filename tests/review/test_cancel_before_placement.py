@@ -51,3 +51,5 @@ def test_a_cancel_ahead_of_the_first_registration_abandons_the_intent_without_se
     assert (record.status, record.cancel_requested, record.filled) == ("canceled", True, 0)
     assert rig.venue_orders("cx1") == []
     assert rig.count("POST", "/api/v3/order") == 0
+    stopped = system.dead_letters.list(reason="actor_stopped", target=order_path("cx1"))
+    assert stopped == []  # the queued _Drive ended the actor: nothing left behind

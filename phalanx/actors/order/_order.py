@@ -651,12 +651,9 @@ class OrderActor(Actor):
     def _cancel(self, reason: str) -> OrderSnapshot:
         if self.record is None:
             # Ahead of any _Drive: no incarnation registered, so none ever sent. A cancel
-            # must not place the order to cancel it: journal it canceled, never sent.
-            self._driven = True
+            # must not place the order to cancel it: journal it canceled, never sent
+            # (on_start's _Drive, queued behind this, then finds it terminal and stops).
             self._register(abandon=reason)
-            if self._rec().terminal:
-                self._settle()
-                return self.snapshot()
         rec = self.record
         if rec is None or rec.terminal:
             return self.snapshot()
