@@ -50,6 +50,7 @@ __all__ = [
     "IN_FLIGHT",
     "ReconcilePlan",
     "ReconciliationResult",
+    "VenueUnsettled",
     "VenueView",
     "order_fill",
     "plan_reconciliation",
@@ -60,6 +61,11 @@ ZERO = Decimal(0)
 IN_FLIGHT = frozenset({"new", "submitting", "unknown"})
 """Record statuses whose venue outcome the node does not know yet."""
 _DB = "reconcile"
+_STABLE_READS = 5  # balance-orders-trades-balance rounds before giving up
+
+
+class VenueUnsettled(PhalanxError):
+    """The venue's balances kept changing while reconciliation read it (retry later)."""
 
 
 def order_fill(trade: Trade, order_req_id: str, side: str | None = None) -> OrderFill:
@@ -189,16 +195,32 @@ def fetch_venue(
     *,
     timeout: float = 10.0,
 ) -> VenueView:
-    """Ask the connection for balances, open orders, trades and in-flight lookups."""
-    balance: Balance = _ask(system, exchange, FetchBalance(), timeout)
-    trades: dict[str, list[Trade]] = {}
-    open_orders: list[OrderReply] = []
-    # Per symbol: ccxt refuses an all-symbols open-orders query on binance by default.
-    for symbol in sorted(set(symbols)):
-        opened: OpenOrders = _ask(system, exchange, FetchOpenOrders(symbol=symbol), timeout)
-        open_orders.extend(opened.orders)
-        reply: Trades = _ask(system, exchange, FetchMyTrades(symbol=symbol), timeout)
-        trades[symbol] = reply.trades
+    """Ask the connection for balances, open orders, trades and in-flight lookups.
+
+    The balance is read before and after the orders and trades, and the reads
+    are repeated until both balances agree: a fill in between (a resting order
+    the market crossed) would otherwise be in the trades but not the balance,
+    and the ledger, opened from that balance or checked against it, would be
+    off by that fill. :class:`VenueUnsettled` if it never holds still.
+    """
+    for _ in range(_STABLE_READS):
+        balance: Balance = _ask(system, exchange, FetchBalance(), timeout)
+        trades: dict[str, list[Trade]] = {}
+        open_orders: list[OrderReply] = []
+        # Per symbol: ccxt refuses an all-symbols open-orders query on binance by default.
+        for symbol in sorted(set(symbols)):
+            opened: OpenOrders = _ask(system, exchange, FetchOpenOrders(symbol=symbol), timeout)
+            open_orders.extend(opened.orders)
+            reply: Trades = _ask(system, exchange, FetchMyTrades(symbol=symbol), timeout)
+            trades[symbol] = reply.trades
+        again: Balance = _ask(system, exchange, FetchBalance(), timeout)
+        if _nonzero(again.total) == _nonzero(balance.total):
+            break
+    else:
+        raise VenueUnsettled(
+            f"{exchange}: balances changed during each of {_STABLE_READS} reads of "
+            "orders and trades"
+        )
     view = VenueView(dict(balance.total), open_orders, trades)
     for record in records:
         cid = record.get("client_order_id")
@@ -223,6 +245,10 @@ def fetch_venue(
             except ccxt.OrderNotFound:
                 continue
     return view
+
+
+def _nonzero(totals: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    return {asset: q for asset, q in totals.items() if q}
 
 
 def _state(system: ActorSystem) -> Any:
