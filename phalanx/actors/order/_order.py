@@ -157,6 +157,8 @@ class OrderActor(Actor):
         self._resends = 0
         self._redriven: set[str] = set()  # dead-lettered creates seen redriven
         self._not_ours: set[str] = set()  # venue orders behind trades, looked up: not ours
+        self._gone = 0  # consecutive "order does not exist" for the acknowledged order
+        self._gone_since = 0.0
         self._venue_filled: Decimal | None = None  # executed quantity the venue last reported
         self._timer: Timer | None = None
         self._seq = 0
@@ -484,6 +486,7 @@ class OrderActor(Actor):
         executed (see :func:`plan_reply`), so a terminal snapshot is final.
         """
         rec = self._rec()
+        self._gone = 0  # the venue knows the order
         executed = reply.filled or ZERO
         if self._venue_filled is None or executed > self._venue_filled:
             self._venue_filled = executed
@@ -552,11 +555,68 @@ class OrderActor(Actor):
         rec = self._rec()
         try:
             reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
+        except ccxt.OrderNotFound:
+            self._venue_forgot()
+            return
         except Exception as exc:
             self._say("warning", "order_poll_failed", error=repr(exc))
             self._schedule(self.services.poll_interval_s)
             return
         self._apply(reply, "poll")
+
+    def _venue_forgot(self) -> None:
+        """The venue does not know the acknowledged order by its exchange id (any more).
+
+        After ``max_lookup_misses`` misses over ``settle_s``, and not among the open
+        orders: journal ``expired`` with every fill the venue still reports for it
+        (the venue dropped it from its books). Never a new generation: it was placed.
+        """
+        rec = self._rec()
+        if rec.terminal:  # gone after it ended: the journaled fills are final
+            if self._venue_filled is None:
+                self._venue_filled = rec.filled
+            self._settle()
+            return
+        now = self.services.clock()
+        if self._gone == 0:
+            self._gone_since = now
+        self._gone += 1
+        self._say("warning", "order_not_found", misses=self._gone, status=rec.status)
+        settled = now - self._gone_since >= self.services.settle_s
+        if self._gone < self.services.max_lookup_misses or not settled:
+            self._schedule(self.services.poll_interval_s)
+            return
+        try:
+            listed = self._ask(FetchOpenOrders(symbol=rec.symbol)).orders
+            since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
+            trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
+        except Exception as exc:
+            self._say("warning", "order_absence_check_failed", error=repr(exc))
+            self._schedule(self.services.poll_interval_s)
+            return
+        for order in listed:
+            if order.id == rec.exchange_order_id:
+                self._apply(order, "found_by_check")
+                return
+        fills = [
+            self._fill_of(t, t.order_id) for t in trades if t.order_id == rec.exchange_order_id
+        ]
+        nxt = self._advance("venue_expired")
+        if nxt is None:
+            self._schedule(self.services.poll_interval_s)
+            return
+        new = [f for f in add_fills(rec, fills).fills.values() if f.trade_id not in rec.fills]
+        self.record = self.store.update(
+            rec.order_req_id,
+            lambda r: dataclasses.replace(add_fills(r, fills), status=nxt),
+            "venue_gone",
+            misses=self._gone,
+            trade_ids=[f.trade_id for f in new],
+        )
+        self._venue_filled = self._rec().filled
+        self._logged(rec, new)
+        self._notify()
+        self._settle()
 
     def _rejected(self, exc: BaseException) -> None:
         rec = self._rec()
@@ -689,6 +749,9 @@ class OrderActor(Actor):
         except ccxt.OrderNotFound:  # no longer open: fetch its final state
             try:
                 reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
+            except ccxt.OrderNotFound:
+                self._venue_forgot()
+                return
             except Exception as exc:
                 self._say("warning", "order_cancel_failed", error=repr(exc))
                 self._schedule(self.services.poll_interval_s)
