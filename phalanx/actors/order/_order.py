@@ -16,6 +16,12 @@ Placement invariants:
 - before a new client id (or abandoning the intent), every dead-lettered
   ``CreateOrder`` of the intent still pending is resolved, so no redrive can
   place the intent a second time;
+- a cancel that arrives before any registration journals the intent
+  ``canceled`` without sending it; a cancel already in flight is retried by
+  the actor's own tick, never once more per ``CancelIntent``;
+- an acknowledged order the venue no longer knows (repeated not-found over
+  ``settle_s``, not among the open orders) ends ``expired`` with the fills the
+  venue reports; it is never sent again;
 - a fill is journaled (deduplicated by trade id) before it reaches the sink;
   a fill the sink has not taken is handed over again after a restart.
 """
