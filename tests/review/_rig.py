@@ -58,6 +58,7 @@ class Rig:
         venue: PaperVenue,
         *,
         conn_mailbox: Mailbox | None = None,
+        conn_retry: Retry | None = None,
         order_retry: Retry | None = None,
         **services: Any,
     ) -> None:
@@ -70,7 +71,7 @@ class Rig:
         spec = connection_spec(
             config,
             client_config={"apiKey": cc["apiKey"], "secret": cc["secret"]},
-            retry=Retry(max_attempts=3, backoff="fixed", base=0.0, jitter=0.0),
+            retry=conn_retry or Retry(max_attempts=3, backoff="fixed", base=0.0, jitter=0.0),
         )
         if conn_mailbox is not None:
             spec = dataclasses.replace(spec, mailbox=conn_mailbox)
