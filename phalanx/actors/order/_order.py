@@ -162,6 +162,9 @@ class OrderActor(Actor):
         self._unknown_since = 0.0
         self._resends = 0
         self._redriven: set[str] = set()  # dead-lettered creates seen redriven
+        # The dead-letter store may hold a create of this intent: scanned (a full scan)
+        # at the first absence check of an incarnation and after each failed send.
+        self._dlq_dirty = True
         self._not_ours: set[str] = set()  # venue orders behind trades, looked up: not ours
         self._gone = 0  # consecutive "order does not exist" for the acknowledged order
         self._gone_since = 0.0
@@ -303,12 +306,14 @@ class OrderActor(Actor):
         try:
             reply = future.get(timeout=self.services.ask_timeout_s)
         except Timeout:
+            self._dlq_dirty = True  # still queued at the connection: may be dead-lettered
             self._to_unknown("ambiguous", f"no reply within {self.services.ask_timeout_s}s")
             return
         except Exception as exc:
             if classify(exc) is ErrorClass.PERMANENT and not isinstance(exc, PhalanxError):
                 self._rejected(exc)
             else:
+                self._dlq_dirty = True  # MailboxFull, ActorDead...: the create was dead-lettered
                 self._to_unknown("ambiguous", repr(exc))
             return
         self._crash("after_ack_before_journal")
@@ -395,6 +400,8 @@ class OrderActor(Actor):
         before either, every pending one is resolved with a note; a redrive already
         done is reported once (its order may still land).
         """
+        if not self._dlq_dirty:  # scanned since this incarnation's last failed send
+            return True
         prefix = intent_prefix(rec.order_req_id)
         letters = self.system.dead_letters
         note = (
@@ -424,6 +431,7 @@ class OrderActor(Actor):
                               dead_client_order_id=create.client_order_id)  # fmt: skip
                     quiet = False
             if len(page) < page_size:
+                self._dlq_dirty = False
                 return quiet
             after = page[-1].id
 
