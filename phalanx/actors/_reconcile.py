@@ -45,6 +45,7 @@ from phalanx.protocols.exchange import (
 from phalanx.protocols.trading import OrderFill
 from phalanx.runtime import ActorSystem
 from phalanx.storage import Fill, Ledger, plan_opening
+from phalanx.storage._orders import TERMINAL_STATUSES
 
 __all__ = [
     "IN_FLIGHT",
@@ -119,7 +120,8 @@ def plan_reconciliation(
     ``covered`` holds the trade ids the ledger's opening balances already
     include. A trade whose order no record knows belongs to an ``external``
     order (adopted); its fill is applied too, since the venue's balances
-    include it and the ledger must equal them.
+    include it and the ledger must equal them. An open order whose record is
+    terminal is adopted as well: no Order actor would track it otherwise.
     """
     plan = ReconcilePlan()
     by_exchange_id: dict[str, Mapping[str, Any]] = {}
@@ -141,7 +143,9 @@ def plan_reconciliation(
         known = by_exchange_id.get(order.id) or (
             by_client_id.get(order.client_order_id) if order.client_order_id else None
         )
-        if known is None:
+        # A live order whose record is terminal has no actor to track it (its create
+        # landed after the intent was abandoned or journaled rejected): adopt it too.
+        if known is None or known.get("status") in TERMINAL_STATUSES:
             adopted[order.id] = order
         else:
             by_exchange_id.setdefault(order.id, known)
