@@ -4,7 +4,7 @@ Venues drop orders from their books (Binance archives canceled orders with no
 fills; an in-memory venue restarts). The Order actor polled such an order by
 exchange id for ever: a FetchOrder every poll interval per order, a saga that
 could only end by its hard timeouts (``compensation_failed``, with its
-reservation held until then). After repeated misses, ``settle_s`` and a check
+reservation held until then). After repeated misses over ten times ``settle_s`` and a check
 that it is not among the open orders, the order is journaled ``expired`` with
 every fill the venue still reports for it, and never sent again.
 """

@@ -20,7 +20,7 @@ Placement invariants:
   ``canceled`` without sending it; a cancel already in flight is retried by
   the actor's own tick, never once more per ``CancelIntent``;
 - an acknowledged order the venue no longer knows (repeated not-found over
-  ``settle_s``, not among the open orders) ends ``expired`` with the fills the
+  ten times ``settle_s``, not among the open orders) ends ``expired`` with the fills the
   venue reports; it is never sent again;
 - a fill is journaled (deduplicated by trade id) before it reaches the sink;
   a fill the sink has not taken is handed over again after a restart.
@@ -71,6 +71,7 @@ CRASH_POINTS: frozenset[str] = frozenset(
 )
 ZERO = Decimal(0)
 _LIVE: tuple[OrderStatus, ...] = ("open", "partially_filled")
+_FORGET_SETTLE_FACTOR = 10  # x settle_s of "order does not exist" before an order is gone
 
 
 @dataclass(frozen=True)
@@ -581,8 +582,8 @@ class OrderActor(Actor):
     def _venue_forgot(self) -> None:
         """The venue does not know the acknowledged order by its exchange id (any more).
 
-        After ``max_lookup_misses`` misses over ``settle_s``, and not among the open
-        orders: journal ``expired`` with every fill the venue still reports for it
+        After ``max_lookup_misses`` misses over ten times ``settle_s``, and not among
+        the open orders: journal ``expired`` with every fill the venue still reports for it
         (the venue dropped it from its books). Never a new generation: it was placed.
         """
         rec = self._rec()
@@ -596,7 +597,10 @@ class OrderActor(Actor):
             self._gone_since = now
         self._gone += 1
         self._say("warning", "order_not_found", misses=self._gone, status=rec.status)
-        settled = now - self._gone_since >= self.services.settle_s
+        # An acknowledged order is forgotten only long after: a venue's read replicas
+        # may miss a fresh order for a moment, and a live order dropped here would
+        # fill untracked (ten times the unknown order's settle_s).
+        settled = now - self._gone_since >= _FORGET_SETTLE_FACTOR * self.services.settle_s
         if self._gone < self.services.max_lookup_misses or not settled:
             self._schedule(self.services.poll_interval_s)
             return
