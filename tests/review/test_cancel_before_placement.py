@@ -33,10 +33,10 @@ def test_a_cancel_ahead_of_the_first_registration_abandons_the_intent_without_se
     system: ActorSystem, venue: PaperVenue
 ) -> None:
     # Incarnation 1 crashes registering; a budget of one delivery dead-letters that
-    # _Drive, and the 0.5 s backoff leaves time for the cancel to queue up first.
+    # _Drive, and the 2 s backoff leaves time for the cancel to queue up first.
     rig = Rig(
         system, venue, crash_at=frozenset({"before_journal"}),
-        order_retry=Retry(max_attempts=1, backoff="fixed", base=0.5, jitter=0.0),
+        order_retry=Retry(max_attempts=1, backoff="fixed", base=2.0, jitter=0.0),
     )  # fmt: skip
     restarting = system.events.subscribe(kinds={"child_restarting"})
     try:

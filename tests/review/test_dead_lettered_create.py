@@ -56,7 +56,7 @@ def test_a_dead_lettered_create_is_resolved_so_a_redrive_never_places_the_intent
     conn = "/exchanges/paper"
     # Keep the connection busy in one slow request and its one-slot mailbox full,
     # so the order's CreateOrder overflows into the dead-letter store.
-    venue.inject(Fault("latency", endpoint="GET /api/v3/ticker/24hr", latency_ms=600))
+    venue.inject(Fault("latency", endpoint="GET /api/v3/ticker/24hr", latency_ms=1500))
     arrived = len(venue.requests)
     system.tell(conn, FetchTicker(symbol=BTC))
     assert venue.wait_requests(arrived + 1, timeout=5)  # the slow one is at the venue
