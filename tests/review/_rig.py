@@ -59,6 +59,7 @@ class Rig:
         *,
         conn_mailbox: Mailbox | None = None,
         conn_retry: Retry | None = None,
+        conn_timeout_ms: int = 2000,
         order_retry: Retry | None = None,
         **services: Any,
     ) -> None:
@@ -66,7 +67,8 @@ class Rig:
         cc = venue.ccxt_config()
         config = ExchangeConfig(
             name="paper", urls=cc["urls"], options=cc["options"], rate_limit_per_s=1000,
-            burst=1000, timeout_default_ms=2000, timeout_max_ms=2000,
+            burst=1000, timeout_min_ms=min(200, conn_timeout_ms),
+            timeout_default_ms=conn_timeout_ms, timeout_max_ms=conn_timeout_ms,
         )  # fmt: skip
         spec = connection_spec(
             config,

@@ -93,7 +93,9 @@ class OrderServices:
     max_lookup_misses: int = 3  # OrderNotFound this many times before the absence check
     # ... and at least this long since the order became unknown: longer than a
     # request can sit at the venue before it acts (a timed-out create may still land).
-    settle_s: float = 3.0
+    # ccxt signs Binance requests with recvWindow 10 s: Binance executes a create up
+    # to 10 s after it was signed (+1 s of clock tolerance), so 11 s.
+    settle_s: float = 11.0
     ask_timeout_s: float = 15.0  # > the connection's timeout_max_ms plus rate-limit waits
     trade_lookback_ms: int = 60_000
     max_trade_order_lookups: int = 20  # FetchOrder calls per absence check, at most
