@@ -45,11 +45,13 @@ from phalanx.protocols.exchange import (
 from phalanx.protocols.trading import OrderFill
 from phalanx.runtime import ActorSystem
 from phalanx.storage import Fill, Ledger, plan_opening
+from phalanx.storage._orders import TERMINAL_STATUSES
 
 __all__ = [
     "IN_FLIGHT",
     "ReconcilePlan",
     "ReconciliationResult",
+    "VenueUnsettled",
     "VenueView",
     "order_fill",
     "plan_reconciliation",
@@ -60,6 +62,11 @@ ZERO = Decimal(0)
 IN_FLIGHT = frozenset({"new", "submitting", "unknown"})
 """Record statuses whose venue outcome the node does not know yet."""
 _DB = "reconcile"
+_STABLE_READS = 5  # balance-orders-trades-balance rounds before giving up
+
+
+class VenueUnsettled(PhalanxError):
+    """The venue's balances kept changing while reconciliation read it (retry later)."""
 
 
 def order_fill(trade: Trade, order_req_id: str, side: str | None = None) -> OrderFill:
@@ -113,7 +120,8 @@ def plan_reconciliation(
     ``covered`` holds the trade ids the ledger's opening balances already
     include. A trade whose order no record knows belongs to an ``external``
     order (adopted); its fill is applied too, since the venue's balances
-    include it and the ledger must equal them.
+    include it and the ledger must equal them. An open order whose record is
+    terminal is adopted as well: no Order actor would track it otherwise.
     """
     plan = ReconcilePlan()
     by_exchange_id: dict[str, Mapping[str, Any]] = {}
@@ -135,7 +143,9 @@ def plan_reconciliation(
         known = by_exchange_id.get(order.id) or (
             by_client_id.get(order.client_order_id) if order.client_order_id else None
         )
-        if known is None:
+        # A live order whose record is terminal has no actor to track it (its create
+        # landed after the intent was abandoned or journaled rejected): adopt it too.
+        if known is None or known.get("status") in TERMINAL_STATUSES:
             adopted[order.id] = order
         else:
             by_exchange_id.setdefault(order.id, known)
@@ -189,16 +199,32 @@ def fetch_venue(
     *,
     timeout: float = 10.0,
 ) -> VenueView:
-    """Ask the connection for balances, open orders, trades and in-flight lookups."""
-    balance: Balance = _ask(system, exchange, FetchBalance(), timeout)
-    trades: dict[str, list[Trade]] = {}
-    open_orders: list[OrderReply] = []
-    # Per symbol: ccxt refuses an all-symbols open-orders query on binance by default.
-    for symbol in sorted(set(symbols)):
-        opened: OpenOrders = _ask(system, exchange, FetchOpenOrders(symbol=symbol), timeout)
-        open_orders.extend(opened.orders)
-        reply: Trades = _ask(system, exchange, FetchMyTrades(symbol=symbol), timeout)
-        trades[symbol] = reply.trades
+    """Ask the connection for balances, open orders, trades and in-flight lookups.
+
+    The balance is read before and after the orders and trades, and the reads
+    are repeated until both balances agree: a fill in between (a resting order
+    the market crossed) would otherwise be in the trades but not the balance,
+    and the ledger, opened from that balance or checked against it, would be
+    off by that fill. :class:`VenueUnsettled` if it never holds still.
+    """
+    for _ in range(_STABLE_READS):
+        balance: Balance = _ask(system, exchange, FetchBalance(), timeout)
+        trades: dict[str, list[Trade]] = {}
+        open_orders: list[OrderReply] = []
+        # Per symbol: ccxt refuses an all-symbols open-orders query on binance by default.
+        for symbol in sorted(set(symbols)):
+            opened: OpenOrders = _ask(system, exchange, FetchOpenOrders(symbol=symbol), timeout)
+            open_orders.extend(opened.orders)
+            reply: Trades = _ask(system, exchange, FetchMyTrades(symbol=symbol), timeout)
+            trades[symbol] = reply.trades
+        again: Balance = _ask(system, exchange, FetchBalance(), timeout)
+        if _nonzero(again.total) == _nonzero(balance.total):
+            break
+    else:
+        raise VenueUnsettled(
+            f"{exchange}: balances changed during each of {_STABLE_READS} reads of "
+            "orders and trades"
+        )
     view = VenueView(dict(balance.total), open_orders, trades)
     for record in records:
         cid = record.get("client_order_id")
@@ -223,6 +249,10 @@ def fetch_venue(
             except ccxt.OrderNotFound:
                 continue
     return view
+
+
+def _nonzero(totals: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    return {asset: q for asset, q in totals.items() if q}
 
 
 def _state(system: ActorSystem) -> Any:

@@ -11,7 +11,17 @@ Placement invariants:
 - a new client id (generation + 1) is journaled before it is sent, and only
   after ``max_lookup_misses`` misses, ``settle_s`` since the order became
   unknown, and no order with this intent's client-id prefix among the open
-  orders or the orders behind recent trades;
+  orders or the orders behind recent trades (every one of them looked up, at
+  most ``max_trade_order_lookups`` per check);
+- before a new client id (or abandoning the intent), every dead-lettered
+  ``CreateOrder`` of the intent still pending is resolved, so no redrive can
+  place the intent a second time;
+- a cancel that arrives before any registration journals the intent
+  ``canceled`` without sending it; a cancel already in flight is retried by
+  the actor's own tick, never once more per ``CancelIntent``;
+- an acknowledged order the venue no longer knows (repeated not-found over
+  ten times ``settle_s``, not among the open orders) ends ``expired`` with the fills the
+  venue reports; it is never sent again;
 - a fill is journaled (deduplicated by trade id) before it reaches the sink;
   a fill the sink has not taken is handed over again after a restart.
 """
@@ -31,7 +41,7 @@ from pykka import Timeout
 from phalanx.actors.order._ids import client_order_id, intent_prefix
 from phalanx.actors.order._machine import transition
 from phalanx.actors.order._plan import plan_reply
-from phalanx.errors import InvalidTransition, PhalanxError
+from phalanx.errors import DeadLetterError, InvalidTransition, PhalanxError
 from phalanx.protocols.exchange import (
     CancelOrder,
     CreateOrder,
@@ -61,6 +71,7 @@ CRASH_POINTS: frozenset[str] = frozenset(
 )
 ZERO = Decimal(0)
 _LIVE: tuple[OrderStatus, ...] = ("open", "partially_filled")
+_FORGET_SETTLE_FACTOR = 10  # x settle_s of "order does not exist" before an order is gone
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,9 @@ class OrderServices:
     max_lookup_misses: int = 3  # OrderNotFound this many times before the absence check
     # ... and at least this long since the order became unknown: longer than a
     # request can sit at the venue before it acts (a timed-out create may still land).
-    settle_s: float = 3.0
+    # ccxt signs Binance requests with recvWindow 10 s: Binance executes a create up
+    # to 10 s after it was signed (+1 s of clock tolerance), so 11 s.
+    settle_s: float = 11.0
     ask_timeout_s: float = 15.0  # > the connection's timeout_max_ms plus rate-limit waits
     trade_lookback_ms: int = 60_000
     max_trade_order_lookups: int = 20  # FetchOrder calls per absence check, at most
@@ -151,6 +164,13 @@ class OrderActor(Actor):
         self._interval = services.lookup_interval_s
         self._unknown_since = 0.0
         self._resends = 0
+        self._redriven: set[str] = set()  # dead-lettered creates seen redriven
+        # The dead-letter store may hold a create of this intent: scanned (a full scan)
+        # at the first absence check of an incarnation and after each failed send.
+        self._dlq_dirty = True
+        self._not_ours: set[str] = set()  # venue orders behind trades, looked up: not ours
+        self._gone = 0  # consecutive "order does not exist" for the acknowledged order
+        self._gone_since = 0.0
         self._venue_filled: Decimal | None = None  # executed quantity the venue last reported
         self._timer: Timer | None = None
         self._seq = 0
@@ -246,18 +266,27 @@ class OrderActor(Actor):
         else:
             self._poll()
 
-    def _register(self) -> None:
+    def _register(self, abandon: str | None = None) -> None:
+        """Journal the intent ``submitting`` (it may be sent), or, with ``abandon`` (a
+        cancel ahead of any registration), ``canceled``: never sent by anyone."""
         i = self.intent
         self._crash("before_journal")
         now = self.services.clock()
+        status = transition("new", "submit")
+        if abandon is not None:
+            status = transition(status, "abandon")
         record = OrderRecord(
             order_req_id=i.order_req_id, client_order_id=client_order_id(i.order_req_id, 0),
-            generation=0, status=transition("new", "submit"), symbol=i.symbol, side=i.side,
+            generation=0, status=status, symbol=i.symbol, side=i.side,
             type=i.type, amount=i.amount, price=i.price, saga_id=i.saga_id, created_at=now,
             updated_at=now, exchange=i.exchange, notify=i.notify,
+            cancel_requested=abandon is not None,
         )  # fmt: skip
         if self.store.register(record):
-            self.record, self._may_send = record, True
+            self.record, self._may_send = record, abandon is None
+            if abandon is not None:
+                self._say("info", "order_cancel", reason=abandon, status="never_sent")
+                self._notify()
         else:  # registered meanwhile (a twin actor, a restart race): resolve, never send
             self.record = self.store.get(i.order_req_id)
             self._unknown_since = self.services.clock()
@@ -280,12 +309,14 @@ class OrderActor(Actor):
         try:
             reply = future.get(timeout=self.services.ask_timeout_s)
         except Timeout:
+            self._dlq_dirty = True  # still queued at the connection: may be dead-lettered
             self._to_unknown("ambiguous", f"no reply within {self.services.ask_timeout_s}s")
             return
         except Exception as exc:
             if classify(exc) is ErrorClass.PERMANENT and not isinstance(exc, PhalanxError):
                 self._rejected(exc)
             else:
+                self._dlq_dirty = True  # MailboxFull, ActorDead...: the create was dead-lettered
                 self._to_unknown("ambiguous", repr(exc))
             return
         self._crash("after_ack_before_journal")
@@ -335,13 +366,22 @@ class OrderActor(Actor):
     def _absence_check(self) -> None:
         rec = self._rec()
         try:
-            found = self._find_by_prefix(rec)
+            if not self._retire_dead_creates(rec):
+                # A create of this intent was redriven from the dead-letter store: it
+                # may be on its way to the venue, so it must settle like any other send.
+                self._misses, self._unknown_since = 0, self.services.clock()
+                self._backoff()
+                return
+            found, complete = self._find_by_prefix(rec)
         except Exception as exc:
             self._say("warning", "order_absence_check_failed", error=repr(exc))
             self._backoff()
             return
         if found is not None:
             self._apply(found, "found_by_check")
+        elif not complete:  # orders behind trades left unchecked: absence not proven
+            self._say("info", "order_absence_check_partial", checked=len(self._not_ours))
+            self._backoff()
         elif rec.cancel_requested:
             nxt = self._advance("abandon")
             if nxt is not None:
@@ -354,12 +394,62 @@ class OrderActor(Actor):
         else:
             self._regenerate()
 
-    def _find_by_prefix(self, rec: OrderRecord) -> OrderReply | None:
-        """An order of this intent (any generation) among open orders or recent trades."""
+    def _retire_dead_creates(self, rec: OrderRecord) -> bool:
+        """Resolve this intent's dead-lettered creates; False if one was redriven meanwhile.
+
+        An ask whose ``CreateOrder`` overflowed (or found no live connection) is
+        dead-lettered, redrivable. Once the intent is resolved here (a new
+        generation, or abandoned), redriving it would place the intent twice, so
+        before either, every pending one is resolved with a note; a redrive already
+        done is reported once (its order may still land).
+        """
+        if not self._dlq_dirty:  # scanned since this incarnation's last failed send
+            return True
+        prefix = intent_prefix(rec.order_req_id)
+        letters = self.system.dead_letters
+        note = (
+            f"superseded: order {rec.order_req_id} is resolved by its Order actor "
+            "(client-id lookup); redriving this create would place it twice"
+        )
+        quiet, after, page_size = True, None, 200
+        while True:
+            page = letters.list(target=self.conn, limit=page_size, after=after)
+            for listed in page:
+                create, dead = listed.message, listed
+                if not isinstance(create, CreateOrder) or not create.client_order_id.startswith(
+                    prefix
+                ):
+                    continue
+                if dead.status == "pending":
+                    try:
+                        dead = letters.resolve(dead.id, note)  # its history as resolved
+                    except DeadLetterError:  # resolved meanwhile
+                        continue
+                    self._say("warning", "order_dead_create_resolved", dead_letter_id=dead.id,
+                              dead_client_order_id=create.client_order_id)  # fmt: skip
+                redriven = any(h.get("action") == "redrive" for h in dead.history)
+                if redriven and dead.id not in self._redriven:
+                    self._redriven.add(dead.id)
+                    self._say("warning", "order_dead_create_redriven", dead_letter_id=dead.id,
+                              dead_client_order_id=create.client_order_id)  # fmt: skip
+                    quiet = False
+            if len(page) < page_size:
+                self._dlq_dirty = False
+                return quiet
+            after = page[-1].id
+
+    def _find_by_prefix(self, rec: OrderRecord) -> tuple[OrderReply | None, bool]:
+        """An order of this intent (any generation) among open orders or recent trades.
+
+        Returns ``(order, complete)``: ``complete`` is False while orders behind the
+        trades are left to look up (at most ``max_trade_order_lookups`` per check,
+        most recent first; the ones found not ours are remembered), so absence is
+        proven only once every candidate was checked.
+        """
         prefix = intent_prefix(rec.order_req_id)
         for order in self._ask(FetchOpenOrders(symbol=rec.symbol)).orders:
             if (order.client_order_id or "").startswith(prefix):
-                return order  # type: ignore[no-any-return]
+                return order, True
         since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
         trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
         # Orders another intent holds are skipped; one an external record holds that
@@ -368,16 +458,20 @@ class OrderActor(Actor):
         for t in trades:
             if t.order_id:
                 latest[t.order_id] = max(latest.get(t.order_id, 0), t.timestamp or 0)
-        behind = []  # oldest first: the bounded slice below keeps the most recent
-        for order_id in sorted(latest, key=lambda oid: latest[oid]):
+        behind = []  # most recent first
+        for order_id in sorted(latest, key=lambda oid: latest[oid], reverse=True):
+            if order_id in self._not_ours:
+                continue
             owner = self.store.by_exchange_id(rec.exchange, rec.symbol, order_id)
             if owner is None or owner.client_order_id.startswith(prefix):
                 behind.append(order_id)
-        for order_id in behind[-self.services.max_trade_order_lookups :]:
+        budget = self.services.max_trade_order_lookups
+        for order_id in behind[:budget]:
             order = self._ask(FetchOrder(symbol=rec.symbol, id=order_id))
             if (order.client_order_id or "").startswith(prefix):
-                return order  # type: ignore[no-any-return]
-        return None
+                return order, True
+            self._not_ours.add(order_id)
+        return None, len(behind) <= budget
 
     def _regenerate(self) -> None:
         rec = self._rec()
@@ -409,6 +503,7 @@ class OrderActor(Actor):
         executed (see :func:`plan_reply`), so a terminal snapshot is final.
         """
         rec = self._rec()
+        self._gone = 0  # the venue knows the order
         executed = reply.filled or ZERO
         if self._venue_filled is None or executed > self._venue_filled:
             self._venue_filled = executed
@@ -477,11 +572,71 @@ class OrderActor(Actor):
         rec = self._rec()
         try:
             reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
+        except ccxt.OrderNotFound:
+            self._venue_forgot()
+            return
         except Exception as exc:
             self._say("warning", "order_poll_failed", error=repr(exc))
             self._schedule(self.services.poll_interval_s)
             return
         self._apply(reply, "poll")
+
+    def _venue_forgot(self) -> None:
+        """The venue does not know the acknowledged order by its exchange id (any more).
+
+        After ``max_lookup_misses`` misses over ten times ``settle_s``, and not among
+        the open orders: journal ``expired`` with every fill the venue still reports for it
+        (the venue dropped it from its books). Never a new generation: it was placed.
+        """
+        rec = self._rec()
+        if rec.terminal:  # gone after it ended: the journaled fills are final
+            if self._venue_filled is None:
+                self._venue_filled = rec.filled
+            self._settle()
+            return
+        now = self.services.clock()
+        if self._gone == 0:
+            self._gone_since = now
+        self._gone += 1
+        self._say("warning", "order_not_found", misses=self._gone, status=rec.status)
+        # An acknowledged order is forgotten only long after: a venue's read replicas
+        # may miss a fresh order for a moment, and a live order dropped here would
+        # fill untracked (ten times the unknown order's settle_s).
+        settled = now - self._gone_since >= _FORGET_SETTLE_FACTOR * self.services.settle_s
+        if self._gone < self.services.max_lookup_misses or not settled:
+            self._schedule(self.services.poll_interval_s)
+            return
+        try:
+            listed = self._ask(FetchOpenOrders(symbol=rec.symbol)).orders
+            since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
+            trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
+        except Exception as exc:
+            self._say("warning", "order_absence_check_failed", error=repr(exc))
+            self._schedule(self.services.poll_interval_s)
+            return
+        for order in listed:
+            if order.id == rec.exchange_order_id:
+                self._apply(order, "found_by_check")
+                return
+        fills = [
+            self._fill_of(t, t.order_id) for t in trades if t.order_id == rec.exchange_order_id
+        ]
+        nxt = self._advance("venue_expired")
+        if nxt is None:
+            self._schedule(self.services.poll_interval_s)
+            return
+        new = [f for f in add_fills(rec, fills).fills.values() if f.trade_id not in rec.fills]
+        self.record = self.store.update(
+            rec.order_req_id,
+            lambda r: dataclasses.replace(add_fills(r, fills), status=nxt),
+            "venue_gone",
+            misses=self._gone,
+            trade_ids=[f.trade_id for f in new],
+        )
+        self._venue_filled = self._rec().filled
+        self._logged(rec, new)
+        self._notify()
+        self._settle()
 
     def _rejected(self, exc: BaseException) -> None:
         rec = self._rec()
@@ -574,9 +729,11 @@ class OrderActor(Actor):
     # --- cancel ------------------------------------------------------------------------
 
     def _cancel(self, reason: str) -> OrderSnapshot:
-        if self.record is None:  # ahead of _Drive (a redelivery): register first
-            self._driven = True
-            self._step()
+        if self.record is None:
+            # Ahead of any _Drive: no incarnation registered, so none ever sent. A cancel
+            # must not place the order to cancel it: journal it canceled, never sent
+            # (on_start's _Drive, queued behind this, then finds it terminal and stops).
+            self._register(abandon=reason)
         rec = self.record
         if rec is None or rec.terminal:
             return self.snapshot()
@@ -588,7 +745,11 @@ class OrderActor(Actor):
                 reason=reason,
             )
             self._say("info", "order_cancel", reason=reason, status=rec.status)
-        if self._rec().exchange_order_id is not None:
+        rec = self._rec()
+        # A cancel already in flight (canceling) is retried by this actor's own tick at
+        # the poll interval; a caller asking again (the saga polls every 20 ms) must not
+        # add a venue call per ask.
+        if rec.exchange_order_id is not None and rec.status != "canceling":
             self._cancel_at_venue()
         return self.snapshot()
 
@@ -608,6 +769,9 @@ class OrderActor(Actor):
         except ccxt.OrderNotFound:  # no longer open: fetch its final state
             try:
                 reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
+            except ccxt.OrderNotFound:
+                self._venue_forgot()
+                return
             except Exception as exc:
                 self._say("warning", "order_cancel_failed", error=repr(exc))
                 self._schedule(self.services.poll_interval_s)

@@ -1,0 +1,1 @@
+"""Regression tests for money-losing bugs found by review of the trading core."""
