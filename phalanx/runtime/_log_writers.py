@@ -25,8 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-
-from structlog.typing import EventDict
+from typing import Any
 
 __all__ = ["BufferedWriter", "HandlerWriter", "gz_namer", "gz_rotator"]
 
@@ -160,7 +159,7 @@ class BufferedWriter:
     def __init__(
         self,
         writer: HandlerWriter,
-        render: Callable[[EventDict], str],
+        render: Callable[[Any], str],
         *,
         interval: float,
         name: str,
@@ -169,16 +168,17 @@ class BufferedWriter:
         self._render = render
         self._interval = interval
         self._name = name
-        self._items: list[EventDict] = []
-        self._cond = threading.Condition(threading.Lock())
+        self._items: list[Any] = []  # event dicts, or what render expands into one
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._idle = False  # the writer is waiting for a first line (no timer)
         self._closed = False
 
-    def msg(self, event_dict: EventDict) -> None:
-        """Queue one event dict (called by structlog on the logging thread)."""
-        with self._cond:
+    def msg(self, event_dict: Any) -> None:
+        """Queue one event dict, or what ``render`` takes for one (called on the logging thread)."""
+        with self._lock:  # the Condition's own lock: holding it is holding the Condition
             if self._closed:
                 return  # late lines after close are dropped, as HandlerWriter does
             items = self._items
