@@ -148,3 +148,12 @@ def test_line_timestamps_are_the_text_datetime_makes(timestamp: float) -> None:
 )  # fmt: skip
 def test_line_timestamps_round_microseconds_and_carry_seconds_as_datetime(timestamp: float) -> None:
     assert _iso(timestamp) == _datetime_iso(timestamp)
+
+
+def test_a_buffered_line_is_encoded_exactly_as_json_dumps_encodes_it(logs: LogManager) -> None:
+    logs.logger("tracer").info(
+        "probe", text='é "quoted" \u2028', big=1e300, neg=-0.0, n=None, ok=True, items=[1, {}]
+    )
+    [raw] = _raw_lines(logs, "tracer")
+    assert json.dumps(json.loads(raw)) == raw
+    assert '"text": "\\u00e9 \\"quoted\\" \\u2028"' in raw

@@ -24,7 +24,8 @@ import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pykka import Future, ThreadingFuture, Timeout
-from pykka._threading import ThreadingFutureResult as _Result  # pykka pinned to 4.5
+from pykka._future import _Unset  # pykka is pinned to 4.5
+from pykka._threading import ThreadingFutureResult as _Result
 
 if TYPE_CHECKING:
     from pykka._future import GetHookFunc
@@ -36,6 +37,7 @@ T = TypeVar("T")
 
 
 _allocate_lock = threading.Lock
+_make_result = tuple.__new__
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
 
 
@@ -50,7 +52,8 @@ class ReplyFuture(ThreadingFuture[T]):
     def __init__(self) -> None:
         # ThreadingFuture.__init__ is skipped on purpose: it builds the Condition
         # this class replaces; every method that would use it is overridden here.
-        Future.__init__(self)
+        # Future.__init__ inlined; _get_hook_result is set with the hook (only read then).
+        self._get_hook = None
         self._result: _Result | None = None
         self._guard = threading.RLock()  # a get-hook may read this future again
         self._done = _allocate_lock()
@@ -89,15 +92,21 @@ class ReplyFuture(ThreadingFuture[T]):
             if self._result is not None or self._get_hook is not None:
                 raise queue.Full
             self._result = result
-            self._wake()
-
-    def _wake(self) -> None:
-        if not self._released:
-            self._released = True
-            self._done.release()
+            if not self._released:
+                self._released = True
+                self._done.release()
 
     def set(self, value: Any | None = None) -> None:
-        self._settle(_Result(value=value))
+        # _settle inlined (the reply of every ask), and the result made as a plain
+        # tuple of its NamedTuple type (whose own __new__ is Python code).
+        result = _make_result(_Result, (value, None))
+        with self._guard:
+            if self._result is not None or self._get_hook is not None:
+                raise queue.Full
+            self._result = result
+            if not self._released:
+                self._released = True
+                self._done.release()
 
     def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
         assert exc_info is None or len(exc_info) == 3
@@ -107,5 +116,8 @@ class ReplyFuture(ThreadingFuture[T]):
         with self._guard:
             if self._result is not None:
                 raise queue.Full
+            self._get_hook_result = _Unset()
             Future.set_get_hook(self, func)
-            self._wake()  # a getter already waiting goes to the hook
+            if not self._released:  # a getter already waiting goes to the hook
+                self._released = True
+                self._done.release()

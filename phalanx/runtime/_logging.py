@@ -82,6 +82,30 @@ _MASK_CACHE_MAX_LEN = 200  # longer values (messages, reprs) are masked every ti
 _encode = json.JSONEncoder().encode  # the masked dict is JSON-ready: no fallback needed
 
 
+def _line_encoder() -> Callable[[Any], str]:
+    """``_encode`` for a masked dict, without building a C encoder per call (~1 us a line).
+
+    The same C encoder and arguments ``JSONEncoder.encode`` uses, made once;
+    without the circular-reference check, as a masked value is a fresh tree.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the stdlib's own path
+        return _encode
+    default = json.JSONEncoder().default
+    encoder = make(
+        None, default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+    join = "".join
+
+    def encode(obj: Any) -> str:
+        return join(encoder(obj, 0))
+
+    return encode
+
+
+_encode_line = _line_encoder()
+
+
 def _dumps(obj: Any, **_kwargs: Any) -> str:
     # JSONRenderer passes default=<fallback>, which makes json.dumps build a new
     # encoder per line; the masked dict never needs it (only JSON types remain),
@@ -470,7 +494,7 @@ class LogManager:
         event_dict = item[0].expand(item) if isinstance(item, tuple) else item
         masked = self._mask(event_dict)
         masked["ts"] = _iso(event_dict["ts"])
-        return _encode(masked)  # what _RENDER does, typed as str
+        return _encode_line(masked)  # what _RENDER does, typed as str
 
     def _mask_and_stamp(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
         masked = self._mask(event_dict)
