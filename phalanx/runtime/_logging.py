@@ -285,13 +285,11 @@ def _fast_method(name: str, slow: Callable[..., Any]) -> Callable[..., Any]:
         if args or "exc_info" in kw or "exc_info" in context:
             return slow(self, event, *args, **kw)
         capture: _Capture = self._processors[0]
-        if not context:
-            for value in kw.values():
-                if type(value) not in _IMMUTABLE:
-                    break
-            else:  # scalars only (every tracer line): the writer thread builds the dict
-                self._logger.msg(capture.deferred(level, event, kw))
-                return None
+        # Scalars only (every tracer line; one C-level pass over the field types):
+        # the writer thread builds the dict.
+        if not context and _IMMUTABLE.issuperset(map(type, kw.values())):
+            self._logger.msg(capture.deferred(level, event, kw))
+            return None
         self._logger.msg(capture.line(level, event, context, kw))
         return None
 

@@ -55,13 +55,19 @@ def _order_fields(o: dict[str, Any]) -> dict[str, Any]:
     get = o.get
     fee = get("fee") or {}
     trades = get("trades")
+    # ``cached(x) or _dec(x)``: a cache hit without a call; a miss, None or a zero
+    # Decimal (falsy) goes through _dec, which gives the same cached value.
+    cached = _DECIMALS.get
+    amount, filled, remaining = get("amount"), get("filled"), get("remaining")
+    price, average, cost, fee_cost = get("price"), get("average"), get("cost"), fee.get("cost")
     return {
         "id": str(o["id"]), "client_order_id": get("clientOrderId"), "symbol": o["symbol"],
         "status": o["status"], "side": get("side"), "type": get("type"),
-        "amount": _dec(get("amount")), "filled": _dec(get("filled")),
-        "remaining": _dec(get("remaining")), "price": _dec(get("price")),
-        "average": _dec(get("average")), "cost": _dec(get("cost")),
-        "fee_cost": _dec(fee.get("cost")), "fee_currency": fee.get("currency"),
+        "amount": cached(amount) or _dec(amount), "filled": cached(filled) or _dec(filled),
+        "remaining": cached(remaining) or _dec(remaining),
+        "price": cached(price) or _dec(price), "average": cached(average) or _dec(average),
+        "cost": cached(cost) or _dec(cost), "fee_cost": cached(fee_cost) or _dec(fee_cost),
+        "fee_currency": fee.get("currency"),
         "trades": [_trade(t) for t in trades if t.get("id") is not None] if trades else [],
     }  # fmt: skip
 
