@@ -311,8 +311,9 @@ class ExchangeConnection(Actor):
             status = type(error).__name__
             if not isinstance(error, ccxt.RequestTimeout):
                 conn.latency.add(latency_ms)
-        env = self.envelope
+        env = self._envelope  # the envelope property's field, read directly (per call)
         breaker = conn.breaker
+        breaker_state = breaker.last_state  # only this actor moves it, below
         # Scalars only: the tracer's writer thread builds, masks and renders the line.
         self._trace_line(
             "exchange_call", exchange=self._exchange_name, endpoint=endpoint,
@@ -321,13 +322,13 @@ class ExchangeConnection(Actor):
             rate_limit_headroom=_floor(headroom * 100 + 0.5) / 100,
             attempt=env.attempt if env is not None else None,
             message_id=env.message_id if env is not None else None,
-            breaker=breaker.last_state,
+            breaker=breaker_state,
         )  # fmt: skip  # _round2 inlined for the two figures every line has
         observe = self._observers.get((endpoint, status))
         if observe is None:
             observe = self._observer(endpoint, status)
         observe(elapsed_s)
-        if error is None and not conn.consecutive_errors and breaker.last_state == "closed":
+        if error is None and not conn.consecutive_errors and breaker_state == "closed":
             # _after_call's success path when it changes nothing but the state check.
             if conn.state != "connected":  # only this actor writes it; re-checked locked
                 self._set_state("connected")
