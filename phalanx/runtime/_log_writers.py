@@ -11,7 +11,10 @@ pinned): a tracer line cost ~110 us on the actor thread when rendered there
 (mask 32, JSON 21, write 17, structlog and context the rest; the same line in
 a tight loop costs ~28 us: the exchange call in between evicts the caches).
 Handed off, the actor thread pays ~20 us and the writer renders a batch at
-tight-loop speed.
+tight-loop speed. A tracer line (scalar fields only) is not even a dict on
+the actor thread any more: the call hands over what the line is made of and
+the writer assembles it (``_logging._Capture.deferred``); in a tight loop
+the call went from ~7 to ~4 us, in place from ~21 to ~16 us.
 """
 
 from __future__ import annotations

@@ -27,7 +27,13 @@ Invariants:
 - a buffered line's nested values (lists, dicts, objects) are masked into a
   JSON-ready copy in the call, so a caller that mutates them later cannot
   change the line; top-level strings and scalars are immutable and are masked
-  on the writer thread.
+  on the writer thread. A buffered call with scalar fields only, no bound
+  context, no positional arguments and no exception (every tracer line)
+  skips structlog's generic chain: its bound logger (``_buffered_logger_class``,
+  a subclass of structlog's filtering bound logger) takes the level, event,
+  actor path, a copy of the trace ids, the fields and the time, and the
+  writer thread assembles the very dict the processor chain would have made
+  (``tests/test_logging_fast_path.py`` compares both, byte for byte).
 Measured (2 cores, py3.11, structlog 26, median of 3 x 30k): ~61k lines/s for a
 tracer-shaped line (10 fields, 3 trace ids, actor, 1 registered secret); the same
 chain through a stdlib ``Logger`` + handler: ~48k lines/s.
@@ -120,6 +126,7 @@ _RENDER = structlog.processors.JSONRenderer(serializer=_dumps)
 
 
 _second: list[tuple[int, str]] = [(-1, "")]  # the last second formatted, swapped whole
+_YEAR_10000 = 253402300800  # datetime's limit (its text has four-digit years)
 
 
 def _iso(timestamp: float) -> str:
@@ -130,7 +137,7 @@ def _iso(timestamp: float) -> str:
     microseconds are rounded as datetime rounds them (half to even, carried
     into the second).
     """
-    if not timestamp >= 0:  # before 1970 (or NaN): datetime's own rounding
+    if not 0 <= timestamp < _YEAR_10000:  # datetime's own rounding, or its error
         return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
     frac, whole = math.modf(timestamp)
     micros = round(frac * 1e6)
@@ -259,9 +266,10 @@ def _buffered_logger_class(level: int | str) -> type[FilteringBoundLogger]:
     """structlog's filtering bound logger for ``level``, with a shorter enabled-level method.
 
     A call with no positional arguments and no ``exc_info`` (every hot-path
-    line) builds its line with :meth:`_Capture.line` and hands it to the
-    writer; any other call takes the base class's method and the processor
-    chain (``_Capture``), which gives the same line. Measured on a tracer
+    line) hands the writer what the line is made of (:meth:`_Capture.deferred`,
+    scalar fields and no bound context) or the line itself (:meth:`_Capture.line`);
+    any other call takes the base class's method and the processor chain
+    (``_Capture``), which gives the same line. Measured on a tracer
     line (11 fields, 2 trace ids, tight loop): structlog's path ~9 us on the
     calling thread, this one ~4 us.
     """
