@@ -530,6 +530,8 @@ class LogManager:
                 masked[key] = text
             elif kind in _SCALARS:
                 masked[key] = value
+            elif kind is float:  # mask_value's float case, inlined (latencies on every line)
+                masked[key] = value if math.isfinite(value) else repr(value)
             else:
                 masked[key] = mask_value(value, secrets, 1)
         return masked
