@@ -157,3 +157,40 @@ def test_a_buffered_line_is_encoded_exactly_as_json_dumps_encodes_it(logs: LogMa
     [raw] = _raw_lines(logs, "tracer")
     assert json.dumps(json.loads(raw)) == raw
     assert '"text": "\\u00e9 \\"quoted\\" \\u2028"' in raw
+
+
+_values = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(),
+        st.text(max_size=12), st.sampled_from([SECRET, f"k={SECRET}", "token: abc", "é\u2028"]),
+        st.decimals(allow_nan=False, places=3),
+    ),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+_keys = st.one_of(st.text(max_size=10), st.sampled_from(["api_key", "secret", "level", "ts", "é"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=8), st.floats(0, 4e9))
+def test_fragment_lines_are_the_text_of_masking_then_json_encoding(
+    tmp_path_factory: pytest.TempPathFactory, fields: dict[str, Any], stamp: float
+) -> None:
+    logs = LogManager(tmp_path_factory.mktemp("logs"), secrets=[SECRET], buffer_interval_s=3600)
+    try:
+        line = {"ts": 0.0, "level": "info", "event": "e", **fields}
+        line["ts"] = stamp  # first in the line, whatever the fields hold
+        for _ in range(2):  # the second pass reads the fragment cache
+            assert logs._line_text(line) == logs._line_text_general(line)
+    finally:
+        logs.close()
+
+
+def test_a_line_with_a_key_that_is_not_text_is_rendered_by_the_general_path(
+    logs: LogManager,
+) -> None:
+    line = {"ts": 1.0, "event": "e", 7: "seven", None: 1}
+    with pytest.raises(TypeError):
+        logs._line_text(line)
+    assert logs._render(line) == logs._line_text_general(line)
