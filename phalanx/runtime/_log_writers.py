@@ -11,7 +11,10 @@ pinned): a tracer line cost ~110 us on the actor thread when rendered there
 (mask 32, JSON 21, write 17, structlog and context the rest; the same line in
 a tight loop costs ~28 us: the exchange call in between evicts the caches).
 Handed off, the actor thread pays ~20 us and the writer renders a batch at
-tight-loop speed.
+tight-loop speed. A tracer line (scalar fields only) is not even a dict on
+the actor thread any more: the call hands over what the line is made of and
+the writer assembles it (``_logging._Capture.deferred``); in a tight loop
+the call went from ~7 to ~4 us, in place from ~21 to ~16 us.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-
-from structlog.typing import EventDict
+from typing import Any
 
 __all__ = ["BufferedWriter", "HandlerWriter", "gz_namer", "gz_rotator"]
 
@@ -160,7 +162,7 @@ class BufferedWriter:
     def __init__(
         self,
         writer: HandlerWriter,
-        render: Callable[[EventDict], str],
+        render: Callable[[Any], str],
         *,
         interval: float,
         name: str,
@@ -169,16 +171,17 @@ class BufferedWriter:
         self._render = render
         self._interval = interval
         self._name = name
-        self._items: list[EventDict] = []
-        self._cond = threading.Condition(threading.Lock())
+        self._items: list[Any] = []  # event dicts, or what render expands into one
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._idle = False  # the writer is waiting for a first line (no timer)
         self._closed = False
 
-    def msg(self, event_dict: EventDict) -> None:
-        """Queue one event dict (called by structlog on the logging thread)."""
-        with self._cond:
+    def msg(self, event_dict: Any) -> None:
+        """Queue one event dict, or what ``render`` takes for one (called on the logging thread)."""
+        with self._lock:  # the Condition's own lock: holding it is holding the Condition
             if self._closed:
                 return  # late lines after close are dropped, as HandlerWriter does
             items = self._items

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pykka import Future, ThreadingFuture, Timeout
+from pykka import Future, Timeout
 
 from phalanx.errors import (
     ActorDead,
@@ -29,6 +29,7 @@ from phalanx.runtime._context import current_path, current_trace
 from phalanx.runtime._delivery import PostOffice
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._events import Event, EventStream
+from phalanx.runtime._future import ReplyFuture
 from phalanx.runtime._logging import LogManager
 from phalanx.runtime._mailbox import Mailbox
 from phalanx.runtime._ref import Ref
@@ -374,7 +375,7 @@ class ActorSystem:
         """Send and return the reply future; delivery errors are set on it."""
         if self._sealed:
             self._refuse_if_closed()
-        future: Future[Any] = ThreadingFuture()
+        future: Future[Any] = ReplyFuture()
         self.post.send(path, Envelope.outgoing(message, future))
         return future
 
@@ -383,7 +384,7 @@ class ActorSystem:
         # ask_future() inlined: this is the request/reply hot path (as tell is).
         if self._sealed:
             self._refuse_if_closed()
-        future: Future[Any] = ThreadingFuture()
+        future: Future[Any] = ReplyFuture()
         self.post.send(path, Envelope.outgoing(message, future))
         try:
             return future.get(timeout=timeout)

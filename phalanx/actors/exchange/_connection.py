@@ -133,6 +133,8 @@ class ExchangeConnection(Actor):
 
     def on_start(self) -> None:
         self._tracer = self.system.logs.logger("tracer")
+        self._trace_line = self._tracer.info  # bound once: one line per exchange call
+        self._exchange_name = self.cfg.name
         self._metrics = metrics_for(self.system)  # the exchange latency histogram
         key, secret = self.cfg.credentials()
         params: dict[str, Any] = {
@@ -187,8 +189,10 @@ class ExchangeConnection(Actor):
 
     def on_receive(self, message: Any) -> Any:
         c = self.client
-        # The order path first: each isinstance on a pydantic model class is an ABC check.
-        if isinstance(message, CreateOrder):
+        kind = type(message)
+        # The order path first, by exact type: an isinstance on a pydantic model class
+        # that fails is an ABC check (a CancelOrder tested against CreateOrder).
+        if kind is CreateOrder or (kind is not CancelOrder and isinstance(message, CreateOrder)):
             try:
                 placed = self._call(
                     "create_order", c.create_order, message.symbol, message.type, message.side,
@@ -208,7 +212,7 @@ class ExchangeConnection(Actor):
                     ) from exc
                 raise
             return order_reply(placed)
-        if isinstance(message, CancelOrder):
+        if kind is CancelOrder or isinstance(message, CancelOrder):
             params = {} if message.id else {"clientOrderId": message.client_order_id}
             return order_reply(
                 self._call("cancel_order", c.cancel_order, message.id, message.symbol, params)
@@ -300,24 +304,35 @@ class ExchangeConnection(Actor):
         conn = self.conn
         latency_ms = elapsed_s * 1000
         conn.calls += 1
-        status = "ok" if error is None else type(error).__name__
-        if error is None or not isinstance(error, ccxt.RequestTimeout):
+        if error is None:
+            status = "ok"
             conn.latency.add(latency_ms)
-        env = self.envelope
-        # Scalars only: the tracer's writer thread masks and renders the line later.
-        self._tracer.info(
-            "exchange_call", exchange=self.cfg.name, endpoint=endpoint,
-            latency_ms=_round2(latency_ms), status=status, timeout_ms=timeout,
+        else:
+            status = type(error).__name__
+            if not isinstance(error, ccxt.RequestTimeout):
+                conn.latency.add(latency_ms)
+        env = self._envelope  # the envelope property's field, read directly (per call)
+        breaker = conn.breaker
+        breaker_state = breaker.last_state  # only this actor moves it, below
+        # Scalars only: the tracer's writer thread builds, masks and renders the line.
+        self._trace_line(
+            "exchange_call", exchange=self._exchange_name, endpoint=endpoint,
+            latency_ms=_floor(latency_ms * 100 + 0.5) / 100, status=status, timeout_ms=timeout,
             rate_limit_waited_ms=_round2(waited * 1000) if waited else 0.0,
-            rate_limit_headroom=_round2(headroom),
+            rate_limit_headroom=_floor(headroom * 100 + 0.5) / 100,
             attempt=env.attempt if env is not None else None,
             message_id=env.message_id if env is not None else None,
-            breaker=conn.breaker.last_state,
-        )  # fmt: skip
+            breaker=breaker_state,
+        )  # fmt: skip  # _round2 inlined for the two figures every line has
         observe = self._observers.get((endpoint, status))
         if observe is None:
             observe = self._observer(endpoint, status)
         observe(elapsed_s)
+        if error is None and not conn.consecutive_errors and breaker_state == "closed":
+            # _after_call's success path when it changes nothing but the state check.
+            if conn.state != "connected":  # only this actor writes it; re-checked locked
+                self._set_state("connected")
+            return
         self._after_call(error)
 
     def _observer(self, endpoint: str, status: str) -> Callable[[float], None]:

@@ -43,6 +43,7 @@ def _trade(t: dict[str, Any]) -> Trade:
 
 _STATUSES = frozenset(("open", "closed", "canceled", "expired", "rejected"))
 _ORDER_FIELDS = tuple(OrderReply.model_fields)
+_ALL_FIELDS = set(_ORDER_FIELDS)  # copied per reply: each model owns its fields-set
 _ORDER_DECIMALS = ("amount", "filled", "remaining", "price", "average", "cost", "fee_cost")
 _ORDER_TEXTS = ("client_order_id", "side", "type", "fee_currency")  # str | None
 _new = object.__new__
@@ -51,29 +52,37 @@ _set = object.__setattr__
 
 def _order_fields(o: dict[str, Any]) -> dict[str, Any]:
     """The OrderReply fields of a ccxt order, typed here (in model field order)."""
-    fee = o.get("fee") or {}
-    trades = o.get("trades")
+    get = o.get
+    fee = get("fee") or {}
+    trades = get("trades")
+    # ``cached(x) or _dec(x)``: a cache hit without a call; a miss, None or a zero
+    # Decimal (falsy) goes through _dec, which gives the same cached value.
+    cached = _DECIMALS.get
+    amount, filled, remaining = get("amount"), get("filled"), get("remaining")
+    price, average, cost, fee_cost = get("price"), get("average"), get("cost"), fee.get("cost")
     return {
-        "id": str(o["id"]), "client_order_id": o.get("clientOrderId"), "symbol": o["symbol"],
-        "status": o["status"], "side": o.get("side"), "type": o.get("type"),
-        "amount": _dec(o.get("amount")), "filled": _dec(o.get("filled")),
-        "remaining": _dec(o.get("remaining")), "price": _dec(o.get("price")),
-        "average": _dec(o.get("average")), "cost": _dec(o.get("cost")),
-        "fee_cost": _dec(fee.get("cost")), "fee_currency": fee.get("currency"),
+        "id": str(o["id"]), "client_order_id": get("clientOrderId"), "symbol": o["symbol"],
+        "status": o["status"], "side": get("side"), "type": get("type"),
+        "amount": cached(amount) or _dec(amount), "filled": cached(filled) or _dec(filled),
+        "remaining": cached(remaining) or _dec(remaining),
+        "price": cached(price) or _dec(price), "average": cached(average) or _dec(average),
+        "cost": cached(cost) or _dec(cost), "fee_cost": cached(fee_cost) or _dec(fee_cost),
+        "fee_currency": fee.get("currency"),
         "trades": [_trade(t) for t in trades if t.get("id") is not None] if trades else [],
     }  # fmt: skip
 
 
-def _plain(fields: dict[str, Any]) -> bool:
+def _plain(f: dict[str, Any]) -> bool:
     """True if validation would keep every field as it is (exact str/None, finite Decimal)."""
-    if type(fields["symbol"]) is not str or type(fields["status"]) is not str:
+    if type(f["symbol"]) is not str or type(f["status"]) is not str:
         return False
-    for name in _ORDER_TEXTS:
-        value = fields[name]
+    for value in (f["client_order_id"], f["side"], f["type"], f["fee_currency"]):  # _ORDER_TEXTS
         if value is not None and type(value) is not str:
             return False
-    for name in _ORDER_DECIMALS:
-        value = fields[name]
+    for value in (
+        f["amount"], f["filled"], f["remaining"], f["price"], f["average"], f["cost"],
+        f["fee_cost"],
+    ):  # fmt: skip  # _ORDER_DECIMALS
         if value is not None and not value.is_finite():  # pydantic refuses NaN and infinity
             return False
     return True
@@ -107,7 +116,7 @@ def order_reply(o: dict[str, Any]) -> OrderReply:
     # field set, in model order; the frozen model's __setattr__ still refuses changes.
     reply: OrderReply = _new(OrderReply)
     _set(reply, "__dict__", fields)
-    _set(reply, "__pydantic_fields_set__", set(_ORDER_FIELDS))
+    _set(reply, "__pydantic_fields_set__", _ALL_FIELDS.copy())
     _set(reply, "__pydantic_extra__", None)
     _set(reply, "__pydantic_private__", None)
     return reply
