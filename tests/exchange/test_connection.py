@@ -210,6 +210,32 @@ def test_ambiguous_placements_are_unknown_outcomes_never_resent(
     assert system.stats(PATH)["restarts"] == 0
 
 
+@pytest.mark.parametrize(
+    "error",
+    [ccxt.ExchangeError("an error code ccxt does not map"), KeyError("status"), ValueError("x")],
+    ids=["unmapped_exchange_error", "key_error", "value_error"],
+)
+def test_any_create_error_but_a_rejection_is_an_unknown_outcome_never_redelivered(
+    system: ActorSystem, venue: PaperVenue, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    # Raised after the venue accepted the order (as a reply ccxt cannot parse
+    # would be): a crash would redeliver the CreateOrder and send it again.
+    _start(system, venue, rate_limit_per_s=100, burst=10)
+    create = ccxt.binance.create_order
+
+    def accepted_then_failed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        create(self, *args, **kwargs)
+        raise error
+
+    monkeypatch.setattr(ccxt.binance, "create_order", accepted_then_failed)
+    order = CreateOrder(symbol=BTC, side="buy", type="market", amount=Decimal("0.01"),
+                        client_order_id="odd-1")  # fmt: skip
+    with pytest.raises(UnknownOutcome, match="odd-1: outcome unknown"):
+        system.ask(PATH, order, timeout=5)
+    assert [a["clientOrderId"] for a in venue.engine.accepted] == ["odd-1"]
+    assert system.stats(PATH)["restarts"] == 0
+
+
 def test_rate_limiter_holds_10_per_second_over_a_burst_of_100_calls(
     system: ActorSystem, venue: PaperVenue
 ) -> None:

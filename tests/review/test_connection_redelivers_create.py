@@ -1,20 +1,13 @@
-"""The exchange connection must never send one CreateOrder twice (needs phalanx/actors/exchange).
+"""The exchange connection never sends one CreateOrder twice.
 
-``ExchangeConnection`` maps ccxt's network errors on ``create_order`` to
-``UnknownOutcome`` (never retried). Any other exception escaping the call
-(ccxt's own response parsing failing with a ``TypeError``/``KeyError`` on an
-unexpected payload, AFTER the venue accepted the order) is an *unknown*
-error: the supervisor restarts the connection and redelivers the same
-``CreateOrder`` (attempt 2), which sends the same client order id again. The
-venue accepts a repeated id once the first order has filled, so a market order
-is placed twice behind the Order actor's back.
-
-Fix (in ``phalanx/actors/exchange/_connection.py``, not editable by this
-review): treat every exception from the ``create_order`` call other than a
-rejection (``InvalidOrder`` that is not a duplicate, ``InsufficientFunds``,
-``BadRequest``...) as ``UnknownOutcome`` — e.g. ``except Exception`` after the
-specific clauses — so a placement is never redelivered; the Order actor then
-resolves it by lookup.
+ccxt's network errors on ``create_order`` were mapped to ``UnknownOutcome``
+(never retried), but any other exception escaping the call after the venue
+accepted the order (ccxt's response parsing failing with a ``TypeError`` on an
+unexpected payload) was an *unknown* error: the supervisor restarted the
+connection and redelivered the same ``CreateOrder``, which sent the same client
+order id again. The venue accepts a repeated id once the first order has
+filled, so a market order was placed twice behind the Order actor's back.
+Now everything but a rejection is an ``UnknownOutcome``, resolved by lookup.
 """
 
 from __future__ import annotations
@@ -37,11 +30,6 @@ def venue() -> Iterator[PaperVenue]:
         yield v
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ExchangeConnection lets a non-ccxt error from create_order crash it, and the "
-    "redelivered CreateOrder resends the same client id (fix in phalanx/actors/exchange)",
-)
 def test_a_parse_error_after_the_venue_accepted_a_create_never_sends_it_again(
     system: ActorSystem, venue: PaperVenue, monkeypatch: pytest.MonkeyPatch
 ) -> None:

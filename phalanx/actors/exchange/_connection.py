@@ -52,6 +52,17 @@ __all__ = [
     "connection_spec",
 ]
 
+# ccxt errors that mean the venue refused a create: it placed nothing, so the
+# error is the answer. Every other error on a create is an unknown outcome.
+_REJECTED = (
+    ccxt.InsufficientFunds,
+    ccxt.AuthenticationError,
+    ccxt.BadRequest,
+    ccxt.OperationRejected,
+    ccxt.NotSupported,
+    ccxt.ArgumentsRequired,
+)
+
 # Request weights (Binance spot, simplified).
 _WEIGHTS = {
     "load_markets": 20,
@@ -199,19 +210,33 @@ class ExchangeConnection(Actor):
                     float(message.amount), float(message.price) if message.price else None,
                     {"clientOrderId": message.client_order_id},
                 )  # fmt: skip
-            except (ccxt.NetworkError, ccxt.OperationFailed) as exc:
-                # Ambiguous (timeout, 5xx, lost response): the order may exist.
-                # Never resend here; the caller resolves it by client id (DESIGN 6).
-                raise UnknownOutcome(
-                    f"create_order {message.client_order_id}: outcome unknown ({exc!r})"
-                ) from exc
+            except CircuitOpen:
+                raise  # refused before anything was sent
             except ccxt.InvalidOrder as exc:
-                if "Duplicate order sent" in str(exc):
+                if isinstance(exc, ccxt.DuplicateOrderId) or "Duplicate order sent" in str(exc):
                     raise UnknownOutcome(
                         f"create_order {message.client_order_id}: duplicate id at the venue"
                     ) from exc
                 raise
-            return order_reply(placed)
+            except _REJECTED:
+                raise  # the venue answered no: nothing was placed
+            except Exception as exc:
+                # Invariant: a CreateOrder is never redelivered. Anything but a rejection
+                # (a timeout, a 5xx, a lost response, and equally an error parsing a
+                # reply the venue sent after accepting) may have placed the order: the
+                # caller resolves it by client id (DESIGN 6). A crash here would have
+                # the supervisor redeliver it, sending the same id again.
+                raise UnknownOutcome(
+                    f"create_order {message.client_order_id}: outcome unknown ({exc!r})"
+                ) from exc
+            try:
+                return order_reply(placed)
+            except UnknownOutcome:
+                raise
+            except Exception as exc:  # a reply it cannot read: placed or not, unknown
+                raise UnknownOutcome(
+                    f"create_order {message.client_order_id}: unreadable reply ({exc!r})"
+                ) from exc
         if kind is CancelOrder or isinstance(message, CancelOrder):
             params = {} if message.id else {"clientOrderId": message.client_order_id}
             return order_reply(
