@@ -16,7 +16,9 @@ Messages (each ``ask`` replies as listed):
 - ``ReleaseFunds`` -> None, idempotent.
 - ``SetTradingState`` -> None; persisted; publishes ``trading_state``.
 - ``PnlUpdate`` -> None; feeds exposure and drawdown. A drawdown reaching
-  ``max_daily_drawdown`` switches to ``halted`` and publishes ``alert_fired``.
+  ``max_daily_drawdown`` switches an ``active`` node to ``reducing`` (only
+  orders that shrink a position pass: stop-losses can still close) and
+  publishes ``alert_fired``; it stays there until ``SetTradingState``.
 - ``GetRisk`` -> :class:`RiskSnapshot`.
 
 Free balance comes from ``balance`` (a callable returning free amounts per
@@ -167,6 +169,7 @@ class Risk(Actor):
         self.peak = rec.peak
         self.held = dict(rec.held)
         self.pnl = rec.pnl  # symbol -> {quantity, notional, realized, unrealized}
+        self._breached_day: str | None = None  # the day the drawdown limit was last reached
         self._roll_day()
 
     def introspect(self) -> dict[str, Any]:
@@ -268,9 +271,16 @@ class Risk(Actor):
             self.peak = total
             self.store.save_day(self.day, self.peak)
         drawdown = self.drawdown()
-        if drawdown > 0 and drawdown >= self.limits.max_daily_drawdown and self.state != "halted":
-            reason = f"daily drawdown {drawdown} >= {self.limits.max_daily_drawdown}"
-            self._set_state("halted", reason)
+        limit = self.limits.max_daily_drawdown
+        if drawdown > 0 and drawdown >= limit and self._breached_day != self.day:
+            self._breached_day = self.day  # one alert per day (and incarnation)
+            reason = f"daily drawdown {drawdown} >= {limit}"
+            if self.state == "active":
+                # Reducing, not halted: the limit stops new risk, and the orders that
+                # cut the loss (a stop-loss sell, a reduce-only close) must still pass.
+                # Halted stays the operator's kill switch; either way, an operator
+                # re-enables trading (SetTradingState).
+                self._set_state("reducing", reason)
             self.system.events.publish(
                 "alert_fired", self.path, severity="warning", alert="max_daily_drawdown",
                 drawdown=str(drawdown), limit=str(self.limits.max_daily_drawdown),

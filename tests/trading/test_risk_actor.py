@@ -292,9 +292,14 @@ def test_state_reservations_and_counters_survive_a_node_restart(var_dir: Path) -
         assert (snap.usage["trades_today"], snap.usage["exposure"]) == (1, "99")
         with pytest.raises(InsufficientFunds, match="10 available"):
             _ask(system, ReserveFunds(reservation_id="n-2", asset="USDT", amount=D(11)))
-        # The day's PnL peak survived too: a fall of 10 from it halts.
+        # The day's PnL peak survived too: a fall of 10 from it reaches the limit.
+        sub = system.events.subscribe(kinds=["alert_fired"])
         system.tell("/risk", pnl.model_copy(update={"unrealized_pnl": D(-5)}))
-        assert _ask(system, GetRisk()).trading_state == "halted"
+        assert _ask(system, GetRisk()).usage["drawdown"] == "10"
+        alert = sub.wait_for(lambda e: e.fields.get("alert") == "max_daily_drawdown", 5.0)
+        assert alert is not None  # fired though the operator had already set reducing
+        assert _ask(system, GetRisk()).trading_state == "reducing"
+        sub.close()
 
 
 def test_trades_per_day_roll_over_at_utc_midnight(node: ActorSystem) -> None:
@@ -308,7 +313,9 @@ def test_trades_per_day_roll_over_at_utc_midnight(node: ActorSystem) -> None:
     assert _ask(node, GetRisk()).usage["trades_today"] == 1
 
 
-def test_daily_drawdown_halts_trading_and_fires_an_alert(node: ActorSystem) -> None:
+def test_daily_drawdown_switches_to_reducing_so_only_loss_cutting_orders_pass(
+    node: ActorSystem,
+) -> None:
     sub = node.events.subscribe(kinds=["alert_fired", "trading_state"])
     start_risk(node, RiskLimits(max_daily_drawdown=D(100)), clock=Clock())
 
@@ -321,16 +328,27 @@ def test_daily_drawdown_halts_trading_and_fires_an_alert(node: ActorSystem) -> N
     node.tell("/risk", pnl(0, 50))  # peak 50
     node.tell("/risk", pnl(0, -40))  # drawdown 90: still trading
     assert _ask(node, GetRisk()).trading_state == "active"
-    node.tell("/risk", pnl(-10, -40))  # drawdown 100: halted
+    node.tell("/risk", pnl(-10, -40))  # drawdown 100: reducing
     snap = _ask(node, GetRisk())
-    assert snap.trading_state == "halted"
+    assert snap.trading_state == "reducing"
+    assert snap.usage["state_reason"] == "daily drawdown 100 >= 100"
     assert snap.usage["drawdown"] == "100"
     alert = sub.wait_for(lambda e: e.kind == "alert_fired", timeout=5.0)
     assert alert is not None
     assert alert.fields["severity"] == "warning"
     assert alert.fields["alert"] == "max_daily_drawdown"
-    assert _ask(node, _check("dd-1")).blocking_limit == "trading_state"
+    assert _ask(node, _check("dd-1")).blocking_limit == "trading_state"  # a buy adds risk
     assert _ask(node, _check("dd-1", is_cancel=True)).allowed
+    assert _ask(node, _check("dd-2", side="sell", amount=D("0.5"))).allowed  # cuts the loss
+    assert _ask(node, _check("dd-3", side="sell", amount=D(2))).blocking_limit == "trading_state"
+    node.tell("/risk", pnl(-30, -40))  # deeper: still reducing, no second alert
+    assert _ask(node, GetRisk()).trading_state == "reducing"
+    changes = [e.fields["new"] for e in node.events.recent(50, kind="trading_state")]
+    assert changes == ["reducing"]  # one switch, not one per PnL update
+    assert len(node.events.recent(50, kind="alert_fired")) == 1
+    _ask(node, SetTradingState(state="halted", reason="operator"))
+    node.tell("/risk", pnl(-40, -40))
+    assert _ask(node, GetRisk()).trading_state == "halted"  # never loosened by the limit
     sub.close()
 
 
@@ -380,7 +398,7 @@ def test_a_bad_reservation_is_refused_without_restarting_risk(node: ActorSystem)
     assert node.stats("/risk")["incarnation"] == 1
 
 
-def test_a_zero_drawdown_limit_does_not_halt_a_flat_day(node: ActorSystem) -> None:
+def test_a_zero_drawdown_limit_does_not_stop_a_flat_day(node: ActorSystem) -> None:
     start_risk(node, RiskLimits(max_daily_drawdown=D(0)))
     pnl = PnlUpdate(
         symbol=SYMBOL, quantity=D(1), notional=D(100), realized_pnl=D(0), unrealized_pnl=D(0)
@@ -389,4 +407,4 @@ def test_a_zero_drawdown_limit_does_not_halt_a_flat_day(node: ActorSystem) -> No
     assert _ask(node, GetRisk()).trading_state == "active"
     assert _ask(node, _check("zd-1")).allowed
     node.tell("/risk", pnl.model_copy(update={"unrealized_pnl": D("-0.01")}))
-    assert _ask(node, GetRisk()).trading_state == "halted"
+    assert _ask(node, GetRisk()).trading_state == "reducing"
