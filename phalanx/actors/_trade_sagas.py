@@ -369,8 +369,10 @@ def trade_saga(kind: str) -> SagaDefinition:
         [
             Step("validate", _validate, retry=Retry(max_attempts=1)),
             Step("risk_check", _risk_check, retry=ask_retry, depends_on=("validate",)),
+            # A reserve whose every ask timed out may still have been held by
+            # /risk: releasing an unknown id is a no-op, so release on failure too.
             Step("reserve_funds", _reserve_funds, compensation=_release_funds,
-                 retry=ask_retry, depends_on=("risk_check",)),
+                 retry=ask_retry, depends_on=("risk_check",), compensate_on_failure=True),
             Step("place_order", _place_order, compensation=_cancel_order, timeout_s=120.0,
                  retry=poll_retry, depends_on=("reserve_funds",), on_timeout=_place_timeout),
             Step("await_fill", _await_fill, timeout_s=_HARD_TIMEOUT_S, retry=poll_retry,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,9 @@ def venue() -> Iterator[PaperVenue]:
     """A paper venue whose prices move only when a test (or a ticker request) steps them."""
     with PaperVenue(seed=11) as v:
         yield v
+
+
+D1 = Decimal("0.001")
 
 
 def _book(venue: PaperVenue, symbol: str = "BTCUSDT") -> tuple[Decimal, Decimal]:
@@ -145,6 +149,40 @@ def test_venue_rejecting_the_order_compensates_and_releases_the_reservation(
         assert record.status == "rejected"
         assert "poor-1" not in _reservations(node)
         assert PositionStore(node.system.storage).load("BTC/USDT").quantity == 0
+
+
+def test_a_reserve_held_by_risk_whose_replies_were_all_lost_is_released(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    # Every ask reaches /risk, which holds the reservation, but no reply comes
+    # back in time: the step fails, and its hold must not outlive the saga.
+    from phalanx.actors import _trade_sagas
+    from phalanx.errors import AskTimeout
+
+    reserve = _trade_sagas._reserve_funds
+    attempts: list[int] = []
+
+    def held_but_reply_lost(ctx: Any) -> Any:
+        attempts.append(ctx.attempt)
+        reserve(ctx)  # /risk holds it (idempotent by saga id)
+        raise AskTimeout("no reply from /risk within 5.0s")
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_trade_sagas, "_reserve_funds", held_but_reply_lost)
+            with trading_node(tmp_path / "var", venue) as node:
+                _, ask = _book(venue)
+                start_saga(node.system, BUY, "lost-1", buy_input("BTC/USDT", D1, ask))
+                snap = await_saga(node.system, "lost-1", timeout=30.0)
+
+                assert snap.status == "compensated", snap
+                assert len(attempts) == 6  # the step's whole ask budget
+                assert snap.steps["reserve_funds"] == "compensated"
+                assert "AskTimeout" in (snap.error or "")
+                assert "lost-1" not in _reservations(node)
+                assert venue.engine.accepted == []
+    finally:
+        _trade_sagas.register_trade_sagas()  # the real steps for the tests after this one
 
 
 def test_risk_block_fails_the_saga_before_any_reservation_or_order(

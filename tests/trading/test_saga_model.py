@@ -245,6 +245,32 @@ def test_permanent_failure_of_the_first_step_compensates_nothing() -> None:
     assert plan.state.error == "a: E: no"
 
 
+def test_a_failed_step_that_may_have_taken_effect_is_compensated_first() -> None:
+    steps = [Step(n, _noop, compensation=_noop, retry=NO_WAIT) for n in ("a", "b")]
+    steps.append(Step("c", _noop, compensation=_noop, retry=NO_WAIT, compensate_on_failure=True))
+    defn = SagaDefinition("maybe", steps)
+    plan = _start(defn)
+    for name in ("a", "b"):
+        plan = advance(plan.state, StepSucceeded(name, 1, {}, 1.0), defn)
+    for attempt in (1, 2, 3):  # NO_WAIT: 3 attempts for a transient error
+        failed = StepFailed("c", attempt, "AskTimeout", "no reply", "transient", 2.0)
+        plan = advance(plan.state, failed, defn)
+    assert plan.commands == (Compensate("c", 1),)  # the failed step first
+    order = []
+    while plan.state.current is not None:
+        step = plan.state.current
+        order.append(step)
+        plan = advance(plan.state, CompensationSucceeded(step, 1, 4.0), defn)
+    assert order == ["c", "b", "a"]
+    assert plan.state.status == "compensated"
+    assert plan.state.error == "c: AskTimeout: no reply"
+
+
+def test_compensate_on_failure_without_a_compensation_is_refused() -> None:
+    with pytest.raises(SagaError, match="'x': compensate_on_failure needs a compensation"):
+        Step("x", _noop, compensate_on_failure=True)
+
+
 def test_step_deadline_is_set_from_the_event_time() -> None:
     defn = SagaDefinition("t", [Step("a", _noop), Step("b", _noop, timeout_s=2.5)])
     plan = _start(defn)

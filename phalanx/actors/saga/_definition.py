@@ -108,10 +108,16 @@ class Step:
     # A compensation still Pending (or failing) this long after it began fails
     # for good (-> compensation_failed); None: no bound.
     compensation_timeout_s: float | None = None
+    # True when a failed action may still have taken effect (its last ask timed
+    # out after the other side committed): its compensation then runs first,
+    # before those of the completed steps. It must undo nothing harmlessly.
+    compensate_on_failure: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise SagaError(f"a step needs a non-empty name, got {self.name!r}")
+        if self.compensate_on_failure and self.compensation is None:
+            raise SagaError(f"step {self.name!r}: compensate_on_failure needs a compensation")
         for name in ("timeout_s", "compensation_timeout_s"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -223,6 +223,8 @@ def advance(state: SagaState, event: Event, definition: SagaDefinition | None = 
             return _commit(state, event, [cmd], steps=_set(state, event.step, attempt=nxt,
                                                            error=error))  # fmt: skip
         todo = tuple(n for n in reversed(state.done) if defn.step(n).compensation is not None)
+        if step.compensate_on_failure:  # its effect may have happened: undone first
+            todo = (event.step, *todo)
         steps = _set(state, event.step, status="failed", error=error)
         return _backward(state, defn, event, steps=steps, to_compensate=todo,
                          error=f"{event.step}: {error}")  # fmt: skip
