@@ -373,8 +373,11 @@ def trade_saga(kind: str) -> SagaDefinition:
             # /risk: releasing an unknown id is a no-op, so release on failure too.
             Step("reserve_funds", _reserve_funds, compensation=_release_funds,
                  retry=ask_retry, depends_on=("risk_check",), compensate_on_failure=True),
+            # The cancel gets the polls' budget too: the default (5 attempts, ~0.8 s
+            # of backoff) ended compensation_failed in a one-second venue brownout.
             Step("place_order", _place_order, compensation=_cancel_order, timeout_s=120.0,
-                 retry=poll_retry, depends_on=("reserve_funds",), on_timeout=_place_timeout),
+                 retry=poll_retry, compensation_retry=poll_retry, depends_on=("reserve_funds",),
+                 on_timeout=_place_timeout),
             Step("await_fill", _await_fill, timeout_s=_HARD_TIMEOUT_S, retry=poll_retry,
                  depends_on=("place_order",), on_timeout=_await_timeout),
             Step("update_position", _update_position, retry=ask_retry,

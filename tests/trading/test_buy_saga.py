@@ -199,3 +199,31 @@ def test_risk_block_fails_the_saga_before_any_reservation_or_order(
         assert snap.steps["reserve_funds"] == "pending"
         assert "RiskBlocked" in (snap.error or "")
         assert venue.engine.accepted == []
+
+
+def test_the_cancel_compensation_outlasts_a_brownout_of_ten_failed_asks() -> None:
+    # Pure: the real buy definition, fed a fill timeout and then ten failed cancels.
+    from phalanx.actors._trade_sagas import trade_saga
+    from phalanx.actors.saga import (
+        CompensationFailed,
+        ScheduleRetry,
+        Started,
+        StepFailed,
+        StepSucceeded,
+        advance,
+        new_saga,
+    )
+
+    defn = trade_saga(BUY)
+    plan = advance(new_saga(defn, "bo-1", {}, 0.0), Started(0.0), defn)
+    for step in ("validate", "risk_check", "reserve_funds", "place_order"):
+        plan = advance(plan.state, StepSucceeded(step, 1, {}, 1.0), defn)
+    failed = StepFailed("await_fill", 1, "NothingFilled", "0 filled", "permanent", 2.0)
+    plan = advance(plan.state, failed, defn)
+    assert plan.state.current == "place_order"  # its cancel runs first
+    for attempt in range(1, 11):
+        down = CompensationFailed("place_order", attempt, "ExchangeNotAvailable", "503",
+                                  "transient", 3.0)  # fmt: skip
+        plan = advance(plan.state, down, defn)
+        assert isinstance(plan.commands[0], ScheduleRetry), (attempt, plan.commands)
+    assert plan.state.status == "compensating"
