@@ -14,6 +14,8 @@ Messages (each ``ask`` replies as listed):
   (a released id stays released); :class:`~phalanx.errors.InsufficientFunds`
   (permanent) when free balance minus held reservations is short.
 - ``ReleaseFunds`` -> None, idempotent.
+- ``FundsAtVenue`` -> None: the reservation's order is at the venue, which
+  locks its funds itself (see below).
 - ``SetTradingState`` -> None; persisted; publishes ``trading_state``.
 - ``PnlUpdate`` -> None; feeds exposure and drawdown. A drawdown reaching
   ``max_daily_drawdown`` switches an ``active`` node to ``reducing`` (only
@@ -24,8 +26,12 @@ Messages (each ``ask`` replies as listed):
 Free balance comes from ``balance`` (a callable returning free amounts per
 asset, e.g. ``ledger.holdings``) or, with ``exchange``, from ``FetchBalance``
 asked of ``/exchanges/<exchange>`` (cached ``balance_ttl_s``). A venue's free
-balance already excludes its open orders, so while a reservation is held for
-a placed order the funds count twice: conservative, until the saga releases.
+balance already excludes its open orders, so once the saga reports an order
+acknowledged (``FundsAtVenue``), a venue balance read *after* that report gets
+the order's locked funds added back before the held reservations are taken
+off: counted once, not twice. A balance read before it (a cached one) is left
+as is, and the marks live in memory only: after a restart a resting order's
+funds count twice again, on the safe side, until its saga releases.
 Counters roll over at UTC midnight of ``clock()`` (epoch seconds).
 
 The trading state at start is the stricter of the persisted one (a drawdown
@@ -65,6 +71,7 @@ from phalanx.actors._risk_model import (
 from phalanx.errors import InsufficientFunds, PhalanxError
 from phalanx.protocols.exchange import Balance, FetchBalance
 from phalanx.protocols.trading import (
+    FundsAtVenue,
     GetRisk,
     PnlUpdate,
     ReleaseFunds,
@@ -168,6 +175,8 @@ class Risk(Actor):
         self.day, self.trades, self.counted = rec.day, rec.trades, set(rec.counted)
         self.peak = rec.peak
         self.held = dict(rec.held)
+        # reservation id -> (asset, locked, monotonic time of FundsAtVenue); memory only.
+        self.at_venue: dict[str, tuple[str, Decimal, float]] = {}
         self.pnl = rec.pnl  # symbol -> {quantity, notional, realized, unrealized}
         self._breached_day: str | None = None  # the day the drawdown limit was last reached
         self._roll_day()
@@ -184,6 +193,8 @@ class Risk(Actor):
             return self._reserve(message)
         if isinstance(message, ReleaseFunds):
             return self._release(message)
+        if isinstance(message, FundsAtVenue):
+            return self._at_venue(message)
         if isinstance(message, PnlUpdate):
             return self._pnl(message)
         if isinstance(message, SetTradingState):
@@ -251,9 +262,20 @@ class Risk(Actor):
             reservation_id=msg.reservation_id, asset=result.asset, amount=result.amount
         )
 
+    def _at_venue(self, msg: FundsAtVenue) -> None:
+        held = self.held.get(msg.reservation_id)
+        if held is None or msg.reservation_id in self.at_venue or msg.locked <= 0:
+            return
+        # Invariant: what is added back never exceeds what is held for the order.
+        locked = min(msg.locked, held[1])
+        self.at_venue[msg.reservation_id] = (held[0], locked, time.monotonic())
+        self.log.info("funds_at_venue", reservation_id=msg.reservation_id, asset=held[0],
+                      locked=locked)  # fmt: skip
+
     def _release(self, msg: ReleaseFunds) -> None:
         released = self.store.release(msg.reservation_id, self._clock())
         self.held.pop(msg.reservation_id, None)
+        self.at_venue.pop(msg.reservation_id, None)
         self.log.info("funds_release", reservation_id=msg.reservation_id, released=released)
 
     def _pnl(self, msg: PnlUpdate) -> None:
@@ -329,13 +351,19 @@ class Risk(Actor):
                 return None, None
             now = time.monotonic()
             cached = self._balance_cache
-            if cached is not None and now - cached[0] < self._balance_ttl_s:
-                return cached[1], None
-            reply = self.system.ask(f"/exchanges/{self._exchange}", FetchBalance(), timeout=10.0)
-            if not isinstance(reply, Balance):
-                return None, f"unexpected balance reply {type(reply).__name__}"
-            self._balance_cache = (now, dict(reply.free))
-            return dict(reply.free), None
+            if cached is None or now - cached[0] >= self._balance_ttl_s:
+                # Taken before the ask: a lock reported before ``now`` is in the reply.
+                reply = self.system.ask(
+                    f"/exchanges/{self._exchange}", FetchBalance(), timeout=10.0
+                )
+                if not isinstance(reply, Balance):
+                    return None, f"unexpected balance reply {type(reply).__name__}"
+                cached = self._balance_cache = (now, dict(reply.free))
+            read_at, free = cached[0], dict(cached[1])
+            for asset, locked, reported_at in self.at_venue.values():
+                if reported_at < read_at:  # the venue's free already excludes it
+                    free[asset] = free.get(asset, ZERO) + locked
+            return free, None
         except Exception as exc:  # the decision records it; it never passes unchecked
             return None, f"{type(exc).__name__}: {exc}"
 
@@ -378,6 +406,7 @@ class Risk(Actor):
                 "total_pnl": str(self._total_pnl()),
                 "drawdown": str(self.drawdown()),
                 "reserved": {a: str(v) for a, v in sorted(reserved.items())},
+                "at_venue": {rid: f"{a} {v}" for rid, (a, v, _) in sorted(self.at_venue.items())},
                 "state_reason": self.state_reason,
             },
             reservations={rid: f"{a} {v}" for rid, (a, v) in sorted(self.held.items())},

@@ -32,6 +32,7 @@ from phalanx.errors import PhalanxError
 from phalanx.protocols.trading import (
     ApplyFill,
     CancelIntent,
+    FundsAtVenue,
     GetOrder,
     OrderFill,
     OrderIntent,
@@ -248,6 +249,11 @@ def _place_order(ctx: StepContext) -> dict[str, Any] | Pending:
         raise OrderRejected(f"order {snap.client_order_id} rejected by the venue")
     if snap.status in _ACK_STATUSES:
         return Pending(0.02)  # not acknowledged yet: the Order actor resolves it
+    # Acknowledged: the venue locks the order's funds itself now (a limit buy its
+    # notional, a sell its amount), so Risk stops counting them twice.
+    amount = _dec(ctx, "amount")
+    locked = amount * _dec(ctx, "price") if ctx.input["side"] == "buy" else amount
+    ctx.system.tell("/risk", FundsAtVenue(reservation_id=ctx.saga_id, locked=locked))
     return {"client_order_id": snap.client_order_id, "exchange_order_id": snap.exchange_order_id}
 
 

@@ -15,6 +15,7 @@ from phalanx.protocols._message import Message
 __all__ = [
     "ApplyFill",
     "CancelIntent",
+    "FundsAtVenue",
     "GetOrder",
     "GetPosition",
     "GetRisk",
@@ -248,6 +249,20 @@ class ReleaseFunds(Message):
 
     type_name = "trading.release_funds"
     reservation_id: str
+
+
+class FundsAtVenue(Message):
+    """The order holding ``reservation_id`` is acknowledged: the venue locks ``locked``.
+
+    From then on the venue's free balance excludes those funds itself, so Risk
+    stops counting them a second time against balances read after this
+    arrived (a balance read before it still counts the reservation). A tell;
+    idempotent; ignored for an id not held.
+    """
+
+    type_name = "trading.funds_at_venue"
+    reservation_id: str
+    locked: Decimal
 
 
 class SetTradingState(Message):

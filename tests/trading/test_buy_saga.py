@@ -185,6 +185,39 @@ def test_a_reserve_held_by_risk_whose_replies_were_all_lost_is_released(
         _trade_sagas.register_trade_sagas()  # the real steps for the tests after this one
 
 
+def test_a_resting_orders_funds_count_once_so_the_next_saga_may_use_the_rest(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    # 10 ETH. A rests a sell of 6 (the venue locks 6; A holds 6): 4 are really free.
+    # Counting A's 6 twice (venue free 4 minus held 6) would refuse B's sell of 3.
+    with trading_node(tmp_path / "var", venue, risk_options={"balance_ttl_s": 0.0}) as node:
+        _, ask = _book(venue, "ETHUSDT")
+        high = (ask * Decimal("1.1")).quantize(Decimal("0.01"))  # never reached: it rests
+        steps = node.system.events.subscribe(["saga_step"])
+        start_saga(node.system, SELL, "rest-a",
+                   sell_input("ETH/USDT", Decimal(6), high, fill_timeout_s=3.0))  # fmt: skip
+        placed = steps.wait_for(
+            lambda e: e.fields.get("saga_id") == "rest-a" and e.fields.get("step") == "place_order"
+            and e.fields.get("outcome") == "step_succeeded",
+            timeout=30.0,
+        )  # fmt: skip
+        assert placed is not None
+        start_saga(node.system, SELL, "rest-b",
+                   sell_input("ETH/USDT", Decimal(3), high, fill_timeout_s=0.5))  # fmt: skip
+        b = await_saga(node.system, "rest-b", timeout=30.0)
+        a = await_saga(node.system, "rest-a", timeout=30.0)
+        steps.close()
+
+        assert "NothingFilled" in (b.error or ""), b  # placed and timed out, not refused
+        assert sorted(o["clientOrderId"] for o in venue.engine.accepted) == sorted(
+            OrderStore(node.system.storage).get(i).client_order_id  # type: ignore[union-attr]
+            for i in ("rest-a", "rest-b")
+        )
+        assert a.status == b.status == "compensated"
+        assert _reservations(node) == {}
+        assert node.system.ask("/risk", GetRisk(), timeout=5.0).usage["at_venue"] == {}
+
+
 def test_risk_block_fails_the_saga_before_any_reservation_or_order(
     tmp_path: Path, venue: PaperVenue
 ) -> None:

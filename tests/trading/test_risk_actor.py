@@ -15,6 +15,7 @@ from phalanx.actors._risk_model import CHECKS, RiskLimits
 from phalanx.errors import InsufficientFunds
 from phalanx.protocols.exchange import Balance, FetchBalance
 from phalanx.protocols.trading import (
+    FundsAtVenue,
     GetRisk,
     PnlUpdate,
     ReleaseFunds,
@@ -233,6 +234,57 @@ def test_free_balance_is_asked_of_the_exchange_connection_and_cached(node: Actor
         _ask(node, ReserveFunds(reservation_id="e-2", asset="USDT", amount=D(60)))
     assert _ask(node, _check("e-3", amount=D("0.5"))).blocking_limit == "free_balance"
     assert node.ask("/exchanges/paper", "asks") == 1
+
+
+class LockingExchange(Actor):
+    """A venue balance that a test can change (a placed order locks funds)."""
+
+    def on_start(self) -> None:
+        self.free = D(100)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, FetchBalance):
+            return Balance(free={"USDT": self.free}, used={}, total={"USDT": D(100)})
+        if isinstance(message, Decimal):
+            self.free = message
+            return None
+        return super().on_receive(message)
+
+
+def test_funds_an_acknowledged_order_locks_at_the_venue_count_once_not_twice(
+    node: ActorSystem,
+) -> None:
+    node.spawn(LockingExchange, "/exchanges/paper")
+    start_risk(node, exchange="paper", balance_ttl_s=0.0)  # a fresh venue balance each time
+    _ask(node, ReserveFunds(reservation_id="v-1", asset="USDT", amount=D(60)))
+    node.ask("/exchanges/paper", D(45))  # v-1's order rests: the venue locks 55 of it
+    with pytest.raises(InsufficientFunds, match=r"-15 available"):  # 45 - 60: counted twice
+        _ask(node, ReserveFunds(reservation_id="v-2", asset="USDT", amount=D(1)))
+    node.tell("/risk", FundsAtVenue(reservation_id="v-1", locked=D(55)))
+    node.tell("/risk", FundsAtVenue(reservation_id="v-1", locked=D(99)))  # idempotent
+    node.tell("/risk", FundsAtVenue(reservation_id="never-held", locked=D(50)))  # ignored
+    with pytest.raises(InsufficientFunds, match=r"40 available"):  # 45 + 55 - 60
+        _ask(node, ReserveFunds(reservation_id="v-2", asset="USDT", amount=D(41)))
+    _ask(node, ReserveFunds(reservation_id="v-2", asset="USDT", amount=D(40)))
+    assert _ask(node, GetRisk()).usage["at_venue"] == {"v-1": "USDT 55"}
+    _ask(node, ReleaseFunds(reservation_id="v-1"))  # its order ended: nothing added back
+    node.ask("/exchanges/paper", D(100))
+    assert _ask(node, GetRisk()).usage["at_venue"] == {}
+    with pytest.raises(InsufficientFunds, match=r"60 available"):  # 100 - 40
+        _ask(node, ReserveFunds(reservation_id="v-3", asset="USDT", amount=D(61)))
+
+
+def test_a_balance_read_before_the_order_was_acknowledged_still_counts_it(
+    node: ActorSystem,
+) -> None:
+    node.spawn(LockingExchange, "/exchanges/paper")
+    start_risk(node, exchange="paper", balance_ttl_s=3600.0)
+    _ask(node, ReserveFunds(reservation_id="c-1", asset="USDT", amount=D(60)))  # reads 100
+    node.ask("/exchanges/paper", D(45))
+    node.tell("/risk", FundsAtVenue(reservation_id="c-1", locked=D(55)))
+    # The cached 100 predates the lock: adding 55 back would count it as free twice.
+    with pytest.raises(InsufficientFunds, match=r"40 available"):
+        _ask(node, ReserveFunds(reservation_id="c-2", asset="USDT", amount=D(41)))
 
 
 def test_reservations_are_idempotent_and_limited_by_free_minus_held(node: ActorSystem) -> None:
