@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from typing import Any
 
@@ -35,6 +36,14 @@ def _orders(node: Node) -> dict[str, dict[str, Any]]:
     return {r["path"]: r for r in rows if r["path"].startswith("/orders/o-")}
 
 
+def _order_lines(node: Node, order_req_id: str) -> list[dict[str, Any]]:
+    """The ``order`` log's lines of one order (written and flushed by each call)."""
+    log = node.var / "logs" / "order.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    parsed = [json.loads(line) for line in lines if line.endswith("}")]
+    return [line for line in parsed if line.get("order_req_id") == order_req_id]
+
+
 def _inspect(node: Node, path: str) -> dict[str, Any] | None:
     """``ctl inspect`` of ``path``, or None while it cannot answer (ended, restarting)."""
     out = node.ctl("inspect", path)
@@ -63,19 +72,28 @@ def test_kill_of_an_order_actor_raises_its_restart_count_and_it_resumes() -> Non
         assert node.ctl("kill", path)["killed"] is True
         poll_until(lambda: _orders(node).get(path, {}).get("restarts", 0) >= 1, timeout=30)
 
+        req_id = path.rsplit("/o-", 1)[1]
+
         # ps counts the restart from its start: wait until the new incarnation has
-        # loaded its record (a lost venue id would time out here, and fail).
+        # loaded its record (a lost venue id would time out here, and fail), or,
+        # since an order priced at the touch may fill meanwhile, until it is done.
         def resumed() -> dict[str, Any] | None:
             seen = _inspect(node, path)
-            if seen is None or seen["incarnation"] < 2:
-                return None
-            return seen if seen["state"].get("exchange_order_id") is not None else None
+            if seen is not None and seen["incarnation"] >= 2:
+                return seen if seen["state"].get("exchange_order_id") is not None else None
+            done = [line for line in _order_lines(node, req_id) if line["event"] == "order_done"]
+            return {"done": done[-1]} if seen is None and done else None
 
         # The new incarnation resumed from its record: the same order, placed once.
-        inspected = poll_until(resumed, timeout=30)
-        assert path.endswith(inspected["state"]["order_req_id"])
-        assert inspected["state"]["exchange_order_id"] == placed["venue_id"]
-        assert any(e["kind"] == "actor_killed" for e in inspected["recent_events"])
+        outcome = poll_until(resumed, timeout=30)
+        if "done" in outcome:  # it resumed and finished the order before we looked
+            assert outcome["done"]["exchange_order_id"] == placed["venue_id"]
+        else:
+            assert outcome["state"]["order_req_id"] == req_id
+            assert outcome["state"]["exchange_order_id"] == placed["venue_id"]
+            assert any(e["kind"] == "actor_killed" for e in outcome["recent_events"])
+        attempts = [line for line in _order_lines(node, req_id) if line["event"] == "order_attempt"]
+        assert len(attempts) == 1, attempts  # sent once: the restart looked it up
     finally:
         node.stop()
         shutil.rmtree(var.parent, ignore_errors=True)
