@@ -150,11 +150,17 @@ class OpenOrders(Message):
 
 
 class FetchMyTrades(Message):
-    """Ask for this account's trades; replies :class:`Trades`."""
+    """Ask for this account's trades; replies :class:`Trades`.
+
+    With ``order_id``, only that venue order's trades (Binance ``orderId``):
+    a lookup by ``since`` alone sees one 24-hour window of at most 500 trades,
+    so an order that rests longer, or a busy account, would hide fills.
+    """
 
     type_name = "exchange.fetch_my_trades"
     symbol: str
     since: int | None = None
+    order_id: str | None = None
 
 
 class Trades(Message):

@@ -114,6 +114,20 @@ def test_a_resting_limit_order_fills_when_the_walk_crosses_it(
     assert trade["takerOrMaker"] == "maker"
 
 
+def test_my_trades_by_order_id_returns_only_that_orders_trades(
+    venue: PaperVenue, exchange: ccxt.binance
+) -> None:
+    first = exchange.create_order(SYMBOL, "market", "buy", 0.01)
+    second = exchange.create_order(SYMBOL, "market", "buy", 0.02)
+    assert {t["order"] for t in exchange.fetch_my_trades(SYMBOL)} == {first["id"], second["id"]}
+    only = exchange.fetch_my_trades(SYMBOL, None, None, {"orderId": second["id"]})
+    assert only
+    assert {t["order"] for t in only} == {second["id"]}
+    assert sum(t["amount"] for t in only) == pytest.approx(0.02)
+    [request] = [r for r in venue.requests if r["path"] == "/api/v3/myTrades"][-1:]
+    assert f"orderId={second['id']}" in request["query"]
+
+
 @pytest.mark.parametrize(
     ("kind", "error", "directive"),
     [

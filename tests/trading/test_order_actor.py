@@ -226,6 +226,10 @@ def test_resting_limit_order_is_polled_until_the_market_fills_it_as_maker(
         venue.engine.step()
     record = rig.wait_done("l1")
     assert record.status == "filled"
+    # Its fills were asked by venue order id, never by a since-window of the account's.
+    trades = [r for r in venue.requests if r["path"] == "/api/v3/myTrades"]
+    assert trades
+    assert all(f"orderId={record.exchange_order_id}" in r["query"] for r in trades)
     [fill] = record.fills.values()
     assert fill.price == ask - Decimal("0.01")
     assert fill.fee == (fill.price * fill.amount * Decimal("0.0008")).quantize(Decimal("1e-8"))

@@ -261,7 +261,10 @@ class ExchangeConnection(Actor):
             orders = self._call("fetch_open_orders", c.fetch_open_orders, message.symbol)
             return OpenOrders(orders=[order_reply(o) for o in orders])
         if isinstance(message, FetchMyTrades):
-            trades = self._call("fetch_my_trades", c.fetch_my_trades, message.symbol, message.since)
+            params = {} if message.order_id is None else {"orderId": message.order_id}
+            trades = self._call(
+                "fetch_my_trades", c.fetch_my_trades, message.symbol, message.since, None, params
+            )
             return Trades(trades=[_trade(t) for t in trades])
         if isinstance(message, SubscribeTicker):
             with self.conn.lock:

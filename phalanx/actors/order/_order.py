@@ -530,11 +530,21 @@ class OrderActor(Actor):
         self._after_change()
 
     def _my_trades(self, order_id: str | None) -> list[OrderFill]:
-        """The account's recent trades of ``order_id`` (empty if the fetch fails)."""
+        """The trades of venue order ``order_id`` (empty if the fetch fails).
+
+        Asked by order id when there is one: a ``since`` lookup sees one 24-hour
+        window of at most 500 trades on Binance, which would hide the fills of an
+        order resting longer, or of a busy account.
+        """
         rec = self._rec()
         since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
+        ask = (
+            FetchMyTrades(symbol=rec.symbol, since=since)
+            if order_id is None
+            else FetchMyTrades(symbol=rec.symbol, order_id=order_id)
+        )
         try:
-            trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
+            trades = self._ask(ask).trades
         except Exception as exc:  # the terminal status waits for them: retried next tick
             self._say("warning", "order_trades_failed", error=repr(exc))
             return []
@@ -608,8 +618,9 @@ class OrderActor(Actor):
             return
         try:
             listed = self._ask(FetchOpenOrders(symbol=rec.symbol)).orders
-            since = int(rec.created_at * 1000) - self.services.trade_lookback_ms
-            trades = self._ask(FetchMyTrades(symbol=rec.symbol, since=since)).trades
+            trades = self._ask(
+                FetchMyTrades(symbol=rec.symbol, order_id=rec.exchange_order_id)
+            ).trades
         except Exception as exc:
             self._say("warning", "order_absence_check_failed", error=repr(exc))
             self._schedule(self.services.poll_interval_s)

@@ -387,12 +387,17 @@ class MatchingEngine:
                 if o.account == account and o.open and (symbol is None or o.market.symbol == symbol)
             ]
 
-    def my_trades(self, account: str, symbol: str) -> list[dict[str, Any]]:
+    def my_trades(
+        self, account: str, symbol: str, order_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The account's trades on ``symbol``; with ``order_id``, that order's only."""
         with self._lock:
             return [
                 {k: v for k, v in t.items() if k != "account"}
                 for t in self._trades
-                if t["account"] == account and t["symbol"] == symbol
+                if t["account"] == account
+                and t["symbol"] == symbol
+                and (order_id is None or str(t["orderId"]) == order_id)
             ]
 
     def _view(self, o: _Order) -> dict[str, Any]:

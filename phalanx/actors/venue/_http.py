@@ -206,7 +206,7 @@ class PaperVenue:
         if (method, path) == ("GET", "/api/v3/openOrders"):
             return e.open_orders(account, symbol or None)
         if (method, path) == ("GET", "/api/v3/myTrades"):
-            return e.my_trades(account, symbol)
+            return e.my_trades(account, symbol, params.get("orderId"))
         raise VenueError(-1100, f"Unknown endpoint {method} {path}", 404)
 
     def admin(self, method: str, path: str, body: dict[str, Any]) -> Any:
