@@ -10,21 +10,12 @@ among those never checked: a second order for the intent.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-
-import pytest
 
 from phalanx import ActorSystem
 from phalanx.actors.order import client_order_id
 from phalanx.actors.venue import Fault, PaperVenue
-from tests.review._rig import ACCOUNT, Rig
-
-
-@pytest.fixture
-def venue() -> Iterator[PaperVenue]:
-    with PaperVenue(seed=7) as v:
-        yield v
+from tests.trading._order_rig import ACCOUNT, Rig
 
 
 def _market_buy(venue: PaperVenue, client_id: str) -> None:

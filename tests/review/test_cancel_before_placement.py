@@ -10,23 +10,13 @@ caller had just given up on, at a stale price, filled before the cancel.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from phalanx import ActorSystem, Retry
 from phalanx.actors.order import order_path
 from phalanx.actors.order._ids import order_child_id
 from phalanx.actors.venue import PaperVenue
 from phalanx.protocols.trading import CancelIntent, OrderSnapshot
 from phalanx.supervision._supervisor import SupervisorRef
-from tests.review._rig import Rig
-
-
-@pytest.fixture
-def venue() -> Iterator[PaperVenue]:
-    with PaperVenue(seed=7) as v:
-        yield v
+from tests.trading._order_rig import Rig
 
 
 def test_a_cancel_ahead_of_the_first_registration_abandons_the_intent_without_sending(

@@ -11,22 +11,13 @@ actor at its poll interval, whoever asks again meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-
-import pytest
 
 from phalanx import ActorSystem
 from phalanx.actors.order import order_path, order_snapshot, place_order
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.protocols.trading import CancelIntent
-from tests.review._rig import Rig, wait_until
-
-
-@pytest.fixture
-def venue() -> Iterator[PaperVenue]:
-    with PaperVenue(seed=7) as v:
-        yield v
+from tests.trading._order_rig import Rig, wait_until
 
 
 def test_cancel_requests_while_a_cancel_is_in_flight_send_no_extra_venue_cancels(

@@ -12,7 +12,6 @@ Now everything but a rejection is an ``UnknownOutcome``, resolved by lookup.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import ccxt
@@ -21,13 +20,7 @@ import pytest
 from phalanx import ActorSystem, Retry
 from phalanx.actors.order import client_order_id
 from phalanx.actors.venue import PaperVenue
-from tests.review._rig import Rig
-
-
-@pytest.fixture
-def venue() -> Iterator[PaperVenue]:
-    with PaperVenue(seed=7) as v:
-        yield v
+from tests.trading._order_rig import Rig
 
 
 def test_a_parse_error_after_the_venue_accepted_a_create_never_sends_it_again(

@@ -10,8 +10,6 @@ two venue orders for one intent, the second tracked by nobody.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from phalanx import ActorSystem, Mailbox
@@ -19,13 +17,7 @@ from phalanx.actors.order import client_order_id, place_order
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.errors import DeadLetterError, MailboxFull
 from phalanx.protocols.exchange import CreateOrder, FetchBalance, FetchTicker
-from tests.review._rig import BTC, Rig, wait_until
-
-
-@pytest.fixture
-def venue() -> Iterator[PaperVenue]:
-    with PaperVenue(seed=7) as v:
-        yield v
+from tests.trading._order_rig import BTC, Rig, wait_until
 
 
 def _redrive_all_pending(system: ActorSystem) -> list[str]:

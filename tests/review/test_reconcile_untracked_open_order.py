@@ -22,7 +22,7 @@ from phalanx.actors.venue import PaperVenue
 from phalanx.storage._orders import OrderRecord, OrderStore
 from phalanx.storage._positions import PositionStore
 from tests.chaos import ACCOUNT, trading_node, venue_totals
-from tests.review._rig import wait_until
+from tests.trading._order_rig import wait_until
 
 
 @pytest.fixture

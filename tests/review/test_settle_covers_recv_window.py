@@ -12,25 +12,17 @@ intent placed twice.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import ccxt
-import pytest
 
 from phalanx import ActorSystem
 from phalanx.actors.order import OrderServices, client_order_id
 from phalanx.actors.venue import Fault, PaperVenue
-from tests.review._rig import Rig
+from tests.trading._order_rig import Rig
 
 DEFAULT_SETTLE_S = next(
     f.default for f in dataclasses.fields(OrderServices) if f.name == "settle_s"
 )
-
-
-@pytest.fixture
-def venue() -> Iterator[PaperVenue]:
-    with PaperVenue(seed=7) as v:
-        yield v
 
 
 def test_the_default_settle_window_covers_ccxt_binance_recv_window() -> None:

@@ -11,21 +11,12 @@ every fill the venue still reports for it, and never sent again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-
-import pytest
 
 from phalanx import ActorSystem
 from phalanx.actors.order import order_snapshot, place_order
 from phalanx.actors.venue import PaperVenue
-from tests.review._rig import ACCOUNT, Rig, wait_until
-
-
-@pytest.fixture
-def venue() -> Iterator[PaperVenue]:
-    with PaperVenue(seed=7) as v:
-        yield v
+from tests.trading._order_rig import ACCOUNT, Rig, wait_until
 
 
 def _forget(venue: PaperVenue, exchange_order_id: str) -> None:

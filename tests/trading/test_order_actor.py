@@ -13,17 +13,14 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from phalanx import ActorSystem, Retry
+from phalanx import ActorSystem
 from phalanx.actors.exchange import connection_spec
 from phalanx.actors.order import (
-    OrderServices,
-    OrderStore,
     adopt_external,
     cancel_order,
     client_order_id,
     find_owner,
     intent_of,
-    intent_prefix,
     order_path,
     order_snapshot,
     order_supervisor_spec,
@@ -39,25 +36,8 @@ from phalanx.runtime import Actor
 from phalanx.runtime._config import ExchangeConfig
 from phalanx.storage._orders import OrderRecord
 from phalanx.supervision._supervisor import SupervisorRef
-
-BTC = "BTC/USDT"
-ACCOUNT = "paper-key"
-
-
-class Sink:
-    """The fill sink: records every fill it is handed (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.fills: list[OrderFill] = []
-        self.lock = threading.Lock()
-        self.fail_next = 0
-
-    def __call__(self, fill: OrderFill) -> None:
-        with self.lock:
-            if self.fail_next:
-                self.fail_next -= 1
-                raise RuntimeError("sink down")
-            self.fills.append(fill)
+from tests.trading._order_rig import ACCOUNT, BTC, wait_until
+from tests.trading._order_rig import Rig as OrderRig
 
 
 class Updates:
@@ -91,76 +71,24 @@ class Collector(Actor):
         return super().on_receive(message)
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Bounded polling on an Event (never time.sleep)."""
-    deadline = time.monotonic() + timeout
-    idle = threading.Event()
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        idle.wait(0.01)
-
-
 @pytest.fixture
 def venue() -> Iterator[PaperVenue]:
     with PaperVenue(seed=7) as v:
         yield v
 
 
-class Rig:
+class Rig(OrderRig):
+    """The shared order rig, with every intent notifying a collector of updates."""
+
     def __init__(self, system: ActorSystem, venue: PaperVenue, **services: Any) -> None:
-        self.system, self.venue = system, venue
-        cc = venue.ccxt_config()
-        config = ExchangeConfig(
-            name="paper", urls=cc["urls"], options=cc["options"], rate_limit_per_s=1000,
-            burst=1000, timeout_default_ms=2000, timeout_max_ms=2000,
-        )  # fmt: skip
-        spec = connection_spec(
-            config,
-            client_config={"apiKey": cc["apiKey"], "secret": cc["secret"]},
-            retry=Retry(max_attempts=3, backoff="fixed", base=0.0, jitter=0.0),
-        )
-        system.supervise("/exchanges", intensity=10, period=5, children=[spec])
-        self.store = OrderStore(system.storage)
-        self.sink = Sink()
+        super().__init__(system, venue, **services)
         self.updates = Updates()
         system.spawn(Collector, "/collector", self.updates)
-        defaults: dict[str, Any] = {
-            "poll_interval_s": 0.05, "lookup_interval_s": 0.02, "lookup_max_interval_s": 0.1,
-            "settle_s": 0.1, "ask_timeout_s": 10.0,
-        }  # fmt: skip
-        self.services = OrderServices(
-            store=self.store, fill_sink=self.sink, **{**defaults, **services}
-        )
-        start_order_supervisor(system, self.services)
 
     def intent(
         self, req: str, type: str = "market", amount: str = "0.01", **kw: Any
     ) -> OrderIntent:
-        return OrderIntent(
-            order_req_id=req, symbol=BTC, side=kw.pop("side", "buy"), type=type,  # type: ignore[arg-type]
-            amount=Decimal(amount), saga_id=f"saga-{req}", notify="/collector", **kw,
-        )  # fmt: skip
-
-    def run(self, intent: OrderIntent, timeout: float = 15.0) -> OrderRecord:
-        """Place and wait until the actor stopped with a terminal record."""
-        place_order(self.system, intent)
-        return self.wait_done(intent.order_req_id, timeout)
-
-    def wait_done(self, req: str, timeout: float = 15.0) -> OrderRecord:
-        path = order_path(req)
-
-        def done() -> bool:
-            record = self.store.get(req)
-            return record is not None and record.terminal and not self.system.is_alive(path)
-
-        wait_until(done, timeout, f"order {req} to finish")
-        record = self.store.get(req)
-        assert record is not None
-        return record
-
-    def venue_orders(self, req: str) -> list[dict[str, Any]]:
-        prefix = intent_prefix(req)
-        return [o for o in self.venue.engine.accepted if o["clientOrderId"].startswith(prefix)]
+        return super().intent(req, type, amount, notify="/collector", **kw)
 
     def order_requests(self) -> list[str]:
         return [

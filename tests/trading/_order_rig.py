@@ -1,4 +1,4 @@
-"""An Order-actor rig over the embedded venue, with the connection's spec adjustable."""
+"""An Order-actor rig over the embedded venue (the order and review tests share it)."""
 
 from __future__ import annotations
 
@@ -43,9 +43,13 @@ class Sink:
     def __init__(self) -> None:
         self.fills: list[OrderFill] = []
         self.lock = threading.Lock()
+        self.fail_next = 0  # refuse this many fills first (a sink that is down)
 
     def __call__(self, fill: OrderFill) -> None:
         with self.lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                raise RuntimeError("sink down")
             self.fills.append(fill)
 
 
