@@ -3,15 +3,21 @@
 Loop: run the one work command of the state's outbox (an action, a
 compensation, or a retry when due), turn its outcome into an event, ask
 :func:`advance` for the plan, commit record + snapshot + outbox in ONE LMDB
-transaction (``Storage.write_now``), then carry out the plan. Each command is
-handled in its own message (a self-addressed :class:`SagaWake`), so a kill
-lands between commands and a ``Pending`` poll never blocks the thread.
+transaction (``Storage.write_now``), then carry out the plan. A command due
+now runs in the same handler, right after the commit of the one before, while
+no control signal (stop, kill) is queued and at most ``_RUN_BUDGET`` commands
+in a row; otherwise the next one waits for a self-addressed :class:`SagaWake`.
+So a kill still lands between two commands (control signals are checked
+before each), a ``Pending`` poll never blocks the thread, and a chain of
+immediate steps costs no mailbox round trip per step (measured: ~0.1 ms of
+CPU per step on 2 cores).
 
 Invariants:
 
-- exactly one wake is outstanding per incarnation; wakes of an older
-  incarnation, or superseded by a nudge, are ignored (so a kill + restart
-  never runs a command twice in parallel);
+- at most one wake is outstanding per incarnation, and none while the
+  handler runs commands; wakes of an older incarnation, or superseded by a
+  nudge, are ignored (so a kill + restart never runs a command twice in
+  parallel);
 - a resumed incarnation re-runs the outbox: the in-flight step again (steps
   are idempotent), the dead letter only if its id is not in the store yet;
 - a terminal saga is finalized (out of the active index) only after its
@@ -21,6 +27,7 @@ Invariants:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -57,6 +64,7 @@ from phalanx.errors import DeadLetterError, PhalanxError
 from phalanx.protocols import Message
 from phalanx.protocols.trading import GetSaga, OrderUpdate, SagaSnapshot
 from phalanx.runtime import Actor, Envelope, Timer, trace_scope
+from phalanx.storage._env import Txn
 from phalanx.storage._journal import SagaJournal
 from phalanx.supervision import classify
 
@@ -68,6 +76,9 @@ _END_EVENTS = {
     "compensation_failed": "saga_compensation_failed",
 }
 _ERROR_TEXT = 500  # characters of an error message kept in the journal
+# Commands run back to back in one handler before the saga yields its mailbox
+# (GetSaga, OrderUpdate) with a wake: a buy saga's whole chain is 9.
+_RUN_BUDGET = 16
 
 
 class SagaWake(Message):
@@ -121,6 +132,7 @@ class SagaActor(Actor):
         self._log = self.system.logs.logger("decision")
         self._n = 0
         self._timer: Timer | None = None
+        self._run_now = False
         self._effects_due = True  # a previous incarnation may have died before them
         if not self.state.active:
             # Finalized. A later incarnation exists only because a kill landed
@@ -183,6 +195,17 @@ class SagaActor(Actor):
         return self.stop_pending
 
     def _step(self) -> None:
+        # _apply sets _run_now when the next command is due now and no control
+        # signal is queued; then it runs here instead of through a wake.
+        for _ in range(_RUN_BUDGET):
+            self._run_now = False
+            self._step_once()
+            if not self._run_now:
+                return
+        self._run_now = False
+        self._wake(0.0)
+
+    def _step_once(self) -> None:
         state = self.state
         if self._effects_due:
             self._effects_due = False
@@ -208,26 +231,55 @@ class SagaActor(Actor):
             assert isinstance(retry, ScheduleRetry)
             self._wake(self._poll_delay(retry))
             return
-        commands = tuple(
-            replace(c, dead_letter_id=new_id())
-            if isinstance(c, DeadLetter) and c.dead_letter_id is None
-            else c
-            for c in plan.commands
-        )
-        state = evolve(plan.state, outbox=commands)
-        record = {**plan.record, "commands": [command_to_dict(c) for c in commands]}
-        self._journal.commit(
-            self._journal.plan_op(self.saga_id, record, state.to_dict(), active=state.active)
-        )
-        self.state = state
+        commands, state, record = plan.commands, plan.state, plan.record
+        if any(isinstance(c, DeadLetter) and c.dead_letter_id is None for c in commands):
+            commands = tuple(
+                replace(c, dead_letter_id=new_id())
+                if isinstance(c, DeadLetter) and c.dead_letter_id is None
+                else c
+                for c in commands
+            )
+            state = evolve(state, outbox=commands)
+            record = {**record, "commands": [command_to_dict(c) for c in commands]}
+        # A saga that ends with no dead letter or alert to issue is finalized in
+        # the same transaction (its records unchanged: the end, then "finalized");
+        # with effects, _finish finalizes only after _step has issued them.
+        final = None
+        if state.terminal and all(isinstance(c, Finished) for c in commands):
+            final = advance(state, Finalized(time.time()), self.definition)
+        self._journal.commit(self._plan_op(record, state, final))
+        self.state = state if final is None else final.state
         event = record["event"]
         step = event.get("step")
         if step is not None:
             self._note("saga_step", step=step, outcome=event["tag"], attempt=event["attempt"],
                        status=state.steps[step].status, error=state.steps[step].error)  # fmt: skip
+        if final is not None:
+            self._note(_END_EVENTS[state.status], status=state.status, error=state.error)
+            self.stop()
+            return
         self._effects_due = True
         work = next((c for c in commands if isinstance(c, ScheduleRetry)), None)
-        self._wake(work.delay_s if work is not None else 0.0)
+        if work is not None and work.delay_s > 0:
+            self._wake(work.delay_s)
+        elif not self._ending():
+            self._run_now = True  # _step runs it next, in this handler
+
+    def _plan_op(
+        self, record: dict[str, Any], state: SagaState, final: Plan | None
+    ) -> Callable[[Txn], None]:
+        journal = self._journal
+        if final is None:
+            return journal.plan_op(self.saga_id, record, state.to_dict(), active=state.active)
+        assert final.record is not None
+        put_end = journal.record_op(self.saga_id, record)
+        put_final = journal.plan_op(self.saga_id, final.record, final.state.to_dict(), active=False)
+
+        def op(txn: Txn) -> None:
+            put_end(txn)
+            put_final(txn)
+
+        return op
 
     def _poll_delay(self, retry: ScheduleRetry) -> float:
         """The Pending delay, cut so the poll is never later than the next timeout due."""
