@@ -44,7 +44,7 @@ from phalanx.protocols.trading import (
     symbol_segment,
 )
 from phalanx.storage import Ledger
-from phalanx.storage._orders import OrderStore
+from phalanx.storage._orders import OrderRecord, OrderStore
 from phalanx.storage._positions import PositionStore
 from phalanx.supervision import Retry
 
@@ -224,21 +224,32 @@ def _intent(ctx: StepContext) -> OrderIntent:
 def _snapshot(ctx: StepContext) -> OrderSnapshot | None:
     """The order's snapshot, or None while its actor is settling or restarting.
 
-    A terminal record whose actor has stopped is final (the actor stops only
-    once every venue fill is journaled and sunk). Otherwise the actor is
-    (re)started from the intent if needed (idempotent) and asked.
+    A terminal record is final once its actor has stopped (the actor stops
+    only once every venue fill is journaled and sunk), or at once when it is
+    ``filled`` with trades journaled for its whole amount: no fill can follow
+    then, and the saga's own position and ledger steps apply any fill the
+    sink has not handed over yet (both deduplicate by trade id). Otherwise
+    the actor is (re)started from the intent if needed (idempotent) and asked.
     """
     from phalanx.actors.order import place_order, snapshot_of  # noqa: PLC0415
 
     path = order_path(ctx.saga_id)
     record = OrderStore(ctx.system.storage).get(ctx.saga_id)
-    alive = ctx.system.is_alive(path)
     if record is not None and record.terminal:
-        return None if alive else snapshot_of(record)
+        if _fully_filled(record) or not ctx.system.is_alive(path):
+            return snapshot_of(record)
+        return None
+    alive = ctx.system.is_alive(path)
     if not alive:
         place_order(ctx.system, _intent(ctx))
     snap: OrderSnapshot = ctx.system.ask(path, GetOrder(), timeout=5.0)
     return snap
+
+
+def _fully_filled(record: OrderRecord) -> bool:
+    """``filled``, and the journaled trades add up to the whole amount."""
+    traded = sum((f.amount for f in record.fills.values()), ZERO)
+    return record.status == "filled" and traded == record.filled == record.amount
 
 
 def _place_order(ctx: StepContext) -> dict[str, Any] | Pending:
