@@ -7,6 +7,10 @@
 - placement latency, sequential, same run: a direct ``ccxt.create_order``
   round trip next to the saga's "started -> place_order done" interval (from
   the saga journal's own timestamps) and the whole saga.
+- throughput with the venue in its own process (``phalanx venue``), as a real
+  exchange is: the same sagas, but the venue's HTTP and matching work no
+  longer shares the node's interpreter (and its GIL). The headline figure
+  stays the in-process one (``buy_sagas``); this one is printed beside it.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -66,15 +71,16 @@ def _price(venue: PaperVenue) -> Decimal:
     return (venue.engine.best_prices("BTCUSDT")[1] * Decimal("1.01")).quantize(TICK)
 
 
-def throughput(system: ActorSystem, venue: PaperVenue) -> dict[str, Any]:
+def throughput(system: ActorSystem, venue: PaperVenue | Callable[[], Decimal]) -> dict[str, Any]:
     ids = [f"bench-t-{i:05d}" for i in range(SAGAS)]
     statuses: dict[str, int] = {}
+    price_of = venue if callable(venue) else lambda: _price(venue)
     start, cpu_start = time.perf_counter(), time.process_time()
     for i, saga_id in enumerate(ids):
         # Priced per saga, as a strategy would: the walk moves ~1.4% over 400
         # placements, so one price for the whole run stops being marketable and
         # the sagas turn into fill timeouts and compensations (measured: 16/s).
-        price = _price(venue)
+        price = price_of()
         start_saga(system, BUY, saga_id, buy_input("BTC/USDT", Decimal("0.001"), price))
         if i >= CONCURRENCY:
             _count(statuses, await_saga(system, ids[i - CONCURRENCY], timeout=120).status)
@@ -170,6 +176,66 @@ def durable_throughput() -> dict[str, Any]:
         SAGAS = sagas
 
 
+@contextlib.contextmanager
+def _venue_process() -> Iterator[str]:
+    """``phalanx venue`` in a child process; yields its base URL."""
+    env = {**os.environ, "PHALANX_VENUE_KEY": "paper-key", "PHALANX_VENUE_SECRET": "paper-secret"}
+    # --step: no walk of its own (as in-process, the price moves with placements only).
+    cmd = [sys.executable, "-m", "phalanx", "venue", "--seed", "7", "--step", "0"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "paper venue on http://127.0.0.1:PORT (...)"
+        if " on http://127.0.0.1:" not in line:
+            raise RuntimeError(f"phalanx venue did not start: {line!r}")
+        yield line.split(" on ", 1)[1].split()[0]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def separate_venue_throughput() -> dict[str, Any]:
+    """The in-process figure's sagas, with the venue in its own process."""
+    with (
+        _venue_process() as url,
+        tempfile.TemporaryDirectory() as tmp,
+        ActorSystem(var_dir=tmp, sync=False) as system,
+    ):
+        cc = {
+            "urls": {"api": {"public": f"{url}/api/v3", "private": f"{url}/api/v3"}},
+            "options": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]},
+                        "fetchCurrencies": False, "fetchMargins": False},
+        }  # fmt: skip
+        os.environ.update(BENCH_VENUE_KEY="paper-key", BENCH_VENUE_SECRET="paper-secret")
+        config = _config().model_copy(
+            update={"exchanges": [ExchangeConfig(
+                name="paper", urls=cc["urls"], options=cc["options"],
+                api_key_env="BENCH_VENUE_KEY", secret_env="BENCH_VENUE_SECRET",
+                rate_limit_per_s=1e6, burst=1e6,
+            )]}
+        )  # fmt: skip
+        node = start_trading(system, config, None)
+        assert node.reconciliation is not None
+        assert node.reconciliation.ok
+        ticker = ccxt.binance({**cc, "apiKey": "paper-key", "secret": "paper-secret"})
+        ticker.load_markets()
+        count = [0]
+        last = [Decimal(0)]
+
+        def price() -> Decimal:
+            # One ticker read per 20 sagas (the bench client's own HTTP work stays
+            # small), 2% over the ask: still marketable as the walk moves.
+            if count[0] % 20 == 0:
+                ask = Decimal(str(ticker.fetch_ticker("BTC/USDT")["ask"]))
+                last[0] = (ask * Decimal("1.02")).quantize(TICK)
+            count[0] += 1
+            return last[0]
+
+        out = throughput(system, price)
+        out["ledger_balanced"] = node.ledger_balanced()
+        return out
+
+
 def main() -> dict[str, Any]:
     # The headline figure runs with sync=False (commits reach the OS, not the
     # disk): it measures the runtime, not this VM's fsync latency, which varies
@@ -179,12 +245,14 @@ def main() -> dict[str, Any]:
         thr = throughput(system, venue)
         balanced = node.ledger_balanced()
     durable = durable_throughput()
+    separate = separate_venue_throughput()
     return {
         "bench": "trading",
         "machine": machine(),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other processes share the cores
         "buy_sagas": thr,
         "buy_sagas_durable": durable,
+        "buy_sagas_venue_process": separate,
         "placement_latency": lat,
         "ledger_balanced": balanced,
     }
