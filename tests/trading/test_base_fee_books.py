@@ -8,11 +8,13 @@ nothing. The venue side is the paper venue's matching engine itself.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phalanx import ActorSystem
 from phalanx.actors._ledger_actor import ledger_fill_from
@@ -21,7 +23,8 @@ from phalanx.actors._position_model import PositionState
 from phalanx.actors._replay import LiveState, ReplaySources, replay
 from phalanx.actors.venue import MatchingEngine
 from phalanx.protocols.trading import ApplyFill, GetPosition, OrderFill, PositionSnapshot
-from phalanx.storage import Ledger, Storage, plan_fill, plan_opening
+from phalanx.storage import Fill, Ledger, Storage, plan_fill, plan_opening
+from phalanx.storage._ledger_fill import _EXACT, _entry, _fill_entry
 from phalanx.storage._positions import PositionStore
 from phalanx.testing import check_ledger_balanced, check_ledger_matches_venue
 from tests.trading._rig import quick_system
@@ -116,6 +119,38 @@ def test_a_fee_in_a_third_asset_moves_that_asset_only_in_quantity() -> None:
         "expenses:fees:BNB": ("debit", D(0), D("0.0001")),  # no BNB price in the fill: unvalued
         "assets:BNB": ("credit", D(0), D("-0.0001")),  # the venue's BNB falls by the fee
     }
+
+
+_decimals = st.decimals(allow_nan=False, allow_infinity=False, min_value=D("1e-12"),
+                        max_value=D(10**9))  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    side=st.sampled_from(["buy", "sell"]),
+    qty=_decimals,
+    price=_decimals,
+    fee_share=st.one_of(st.just(D(0)), st.decimals(min_value=D("1e-9"), max_value=D("0.999"))),
+    currency=st.sampled_from([None, "USDT", "BTC", "BNB"]),
+)
+def test_the_fast_encoding_equals_the_planned_transaction_for_a_fee_in_any_asset(
+    side: str, qty: Decimal, price: Decimal, fee_share: Decimal, currency: str | None
+) -> None:
+    fee = qty * fee_share  # below the quantity, so a base fee of a buy stays payable
+    fill = Fill("f:1", side, "BTC", "USDT", qty, price, fee, "o", currency)  # type: ignore[arg-type]
+    with localcontext(_EXACT):
+        fast = _fill_entry(fill)
+    planned = _entry(plan_fill(fill))
+    assert fast == planned  # same marker, record bytes and balance deltas
+    assert plan_fill(fill).balanced()
+
+
+def test_both_encodings_refuse_a_base_fee_a_buy_cannot_pay() -> None:
+    fill = Fill("f:2", "buy", "BTC", "USDT", D("0.001"), D(1), D("0.001"), None, "BTC")
+    with pytest.raises(ValueError, match="must be below the quantity bought"):
+        plan_fill(fill)
+    with localcontext(_EXACT), pytest.raises(ValueError, match="must be below the quantity"):
+        _fill_entry(fill)
 
 
 # --- ledger against the paper venue's own balances --------------------------------------
