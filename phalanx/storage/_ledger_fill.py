@@ -256,6 +256,21 @@ def _entry(txn: Transaction) -> _Entry:
 # asset -> (assets:<A>, expenses:fees:<A>) as str, then as bytes (db keys).
 _Names = tuple[str, str, bytes, bytes]
 _accounts: dict[str, _Names] = {}
+# (base, quote) -> the names and keys of assets:BASE, assets:QUOTE, expenses:fees:QUOTE
+# and expenses:fees:BASE: one lookup per fill.
+_Pair = tuple[str, str, str, str, bytes, bytes, bytes, bytes]
+_pairs: dict[tuple[str, str], _Pair] = {}
+
+
+def _pair_of(base: str, quote: str) -> _Pair:
+    names = _pairs.get((base, quote))
+    if names is None:
+        if len(_pairs) >= 4096:  # bounded: symbols are few, inputs may not be
+            _pairs.clear()
+        b, bf, bk, bfk = _accounts_of(base)
+        c, cf, ck, cfk = _accounts_of(quote)
+        names = _pairs[(base, quote)] = (b, c, cf, bf, bk, ck, cfk, bfk)
+    return names
 
 
 def _accounts_of(asset: str) -> _Names:
@@ -283,8 +298,9 @@ def _fill_entry(fill: Fill) -> _Entry:
     if quantity <= ZERO or price <= ZERO or fee < ZERO:
         raise ValueError(f"fill {fill.fill_id}: quantity and price must be > 0, fee >= 0")
     notional = quantity * price  # exact: the caller runs this under localcontext(_EXACT)
-    base, _, base_key, _ = _accounts_of(fill.base)
-    cash, fees, cash_key, fees_key = _accounts_of(fill.quote)
+    base, cash, fees, base_fees, base_key, cash_key, fees_key, base_fees_key = _pair_of(
+        fill.base, fill.quote
+    )
     currency = fill.fee_currency
     fee_s, qty_s, notional_s = str(fee), str(quantity), str(notional)
     buy = fill.side == "buy"
@@ -318,7 +334,6 @@ def _fill_entry(fill: Fill) -> _Entry:
                 (base_key, notional.copy_negate(), quantity.copy_negate()),
             ]
     elif currency == fill.base:
-        _, base_fees, _, base_fees_key = _accounts_of(fill.base)
         valued = fee * price
         valued_s = str(valued)
         if buy:
