@@ -168,6 +168,7 @@ def test_on_disk_records_keep_their_msgpack_format(ledger: Ledger) -> None:
             ["expenses:fees:USDT", "debit", "4.3", "4.3"],
             ["assets:USDT", "credit", "4304.3", "-4304.3"],
         ],
+        "currency": "USDT",  # added (readers that ignore it are unaffected): the values' currency
     }
     assert st.read(lambda t: t.get(b"fill:paper:1", db=st.db("ledger_fills"))) == b"1"
 

@@ -23,7 +23,9 @@ from phalanx.storage import Ledger
 D = Decimal
 
 
-def _fill(trade_id: str, side: str = "buy", fee_currency: str = "USDT") -> OrderFill:
+def _fill(
+    trade_id: str, side: str = "buy", fee_currency: str = "USDT", fee: str = "0.5"
+) -> OrderFill:
     return OrderFill(
         trade_id=trade_id,
         order_req_id="s-1",
@@ -32,7 +34,7 @@ def _fill(trade_id: str, side: str = "buy", fee_currency: str = "USDT") -> Order
         side=side,  # type: ignore[arg-type]
         price=D(50),
         amount=D(2),
-        fee=D("0.5"),
+        fee=D(fee),
         fee_currency=fee_currency,
     )
 
@@ -53,8 +55,8 @@ def test_post_fills_with_an_invalid_fill_posts_none_and_the_actor_survives(
     system: ActorSystem,
 ) -> None:
     start_ledger(system)
-    fills = (_fill("1"), _fill("2", fee_currency="BNB"))  # a fee it cannot value
-    with pytest.raises(InvalidFill, match="quote asset USDT"):
+    fills = (_fill("1"), _fill("2", fee_currency="BTC", fee="2"))  # a fee of the whole buy
+    with pytest.raises(InvalidFill, match="leaves nothing"):
         system.ask(LEDGER, PostFills(fills=fills))
     assert not Ledger(system.storage).has_fill("BTC-USDT:1")
     assert system.ask(LEDGER, PostFills(fills=fills[:1])) == [True]

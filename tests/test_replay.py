@@ -390,15 +390,15 @@ def test_pure_replay_expects_what_the_fill_sink_would_have_booked() -> None:
 
 def test_pure_replay_names_a_ledger_fill_no_record_has_and_skips_a_refused_fee() -> None:
     sources = ReplaySources(
-        records={"o-1": _record("o-1", {"t2": _fill("t2", fee="0.001", fee_currency="BNB")})},
-        log_fills=[{**_logged("t2"), "fee": "0.001", "fee_currency": "BNB"}],
+        records={"o-1": _record("o-1", {"t2": _fill("t2", fee="0.5", fee_currency="BTC")})},
+        log_fills=[{**_logged("t2"), "fee": "0.5", "fee_currency": "BTC"}],
         ledger_txns={"fill:BTC-USDT:t9": {"postings": []}},
     )  # fmt: skip
 
     report = replay(sources, LiveState())
 
-    assert report.fills == 0  # the sink refuses a fee outside the quote asset: booked nowhere
-    assert any("t2" in note and "BNB" in note for note in report.notes)
+    assert report.fills == 0  # the sink refuses a base fee of the whole buy: booked nowhere
+    assert any("t2" in note and "leaves nothing" in note for note in report.notes)
     assert [d.what for d in report.differences] == ["transaction fill:BTC-USDT:t9"]
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from phalanx.actors._position import InvalidFill, fee_in_quote
+from phalanx.actors._position import InvalidFill, check_fee
 from phalanx.actors._risk_model import split_symbol
 from phalanx.protocols import Message
 from phalanx.protocols.trading import OrderFill, symbol_segment
@@ -89,11 +89,14 @@ class GetBalances(Message):
 def ledger_fill_from(
     order_fill: OrderFill, base: str | None = None, quote: str | None = None
 ) -> Fill:
-    """The ledger :class:`Fill` of an order fill (fee must be in the quote asset).
+    """The ledger :class:`Fill` of an order fill, its fee in whichever asset paid it.
 
     ``fill_id`` is ``<BTC-USDT>:<trade_id>``: venue trade ids are unique per
-    symbol, so the symbol scopes them. Raises :class:`InvalidFill` (permanent)
-    for a fee in another asset: the ledger values fees in the quote asset.
+    symbol, so the symbol scopes them. The fee keeps its currency (quote,
+    base or a third asset such as BNB; the postings of each are in
+    :mod:`phalanx.storage._ledger_fill`). Raises :class:`InvalidFill`
+    (permanent) for bad numbers, a negative fee or a base fee a buy cannot
+    pay: the same fills the Position refuses.
     """
     try:
         sym_base, sym_quote = split_symbol(order_fill.symbol)
@@ -106,6 +109,7 @@ def ledger_fill_from(
         )
     if order_fill.amount <= 0 or order_fill.price <= 0:
         raise InvalidFill(f"fill {order_fill.trade_id}: amount and price must be > 0")
+    check_fee(order_fill, base)  # the Position's check: both refuse the same fills
     return Fill(
         fill_id=f"{symbol_segment(order_fill.symbol)}:{order_fill.trade_id}",
         side=order_fill.side,
@@ -113,8 +117,9 @@ def ledger_fill_from(
         quote=quote,
         quantity=order_fill.amount,
         price=order_fill.price,
-        fee=fee_in_quote(order_fill),
+        fee=order_fill.fee,
         order_id=order_fill.exchange_order_id or order_fill.order_req_id,
+        fee_currency=order_fill.fee_currency if order_fill.fee else None,
     )
 
 

@@ -16,8 +16,17 @@ must not leave Risk stale).
 
 Messages: ``ApplyFill`` -> :class:`PositionSnapshot` (also for a replay),
 ``Ticker`` -> None, ``GetPosition`` -> :class:`PositionSnapshot`.
-Fees must be in the quote asset (the paper venue's); a fee in another asset
-is refused with :class:`InvalidFill` (permanent), never silently mis-valued.
+Fees in any asset (:func:`position_terms`): ``quantity`` is the net quantity
+held, what the venue holds (a buy paying ``f`` of the base in fees adds
+``amount - f``); the entry price of that quantity is the fill price and the
+fee, valued at the fill price in the quote (``f * price``), is realized at
+once, as a quote fee is. So a round trip's realized PnL is exactly what the
+quote balance gained: buy ``q`` at ``p`` with base fee ``f``, sell ``q - f``
+at ``p'`` with quote fee ``g``: ``(p' - p) * (q - f) - f * p - g``. A fee in
+a third asset (BNB) changes neither quantity nor quote PnL (no price for it
+in the fill; the Ledger books it in that asset). ``fees`` sums the fees in
+the quote. A negative fee, or a base fee a buy cannot pay, is refused with
+:class:`InvalidFill` (permanent).
 
 Usage::
 
@@ -32,10 +41,11 @@ from __future__ import annotations
 
 import time
 import weakref
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from phalanx.actors._position_model import (
+    POSITION_CONTEXT,
     PositionState,
     evaluate_triggers,
     unrealized_pnl,
@@ -61,10 +71,12 @@ __all__ = [
     "POSITIONS",
     "InvalidFill",
     "Position",
+    "check_fee",
     "ensure_position",
     "fee_in_quote",
     "position_path",
     "position_spec",
+    "position_terms",
     "start_positions",
 ]
 
@@ -73,7 +85,7 @@ ZERO = Decimal(0)
 
 
 class InvalidFill(PhalanxError, ValueError):
-    """A fill the position cannot apply (wrong symbol, bad numbers, fee in a foreign asset).
+    """A fill the position or ledger cannot apply (wrong symbol, bad numbers, unpayable fee).
 
     Permanent: the asker gets it, a told fill is dead-lettered; never retried.
     """
@@ -86,16 +98,44 @@ def position_path(symbol: str) -> str:
     return f"{POSITIONS}/{symbol_segment(symbol)}"
 
 
-def fee_in_quote(fill: OrderFill) -> Decimal:
-    """The fill's fee in the quote asset; :class:`InvalidFill` if it is in another asset."""
-    _, quote = split_symbol(fill.symbol)
-    if fill.fee < 0:
-        raise InvalidFill(f"fill {fill.trade_id}: negative fee {fill.fee}")
-    if fill.fee and fill.fee_currency not in (None, quote):
+def position_terms(fill: OrderFill) -> tuple[Decimal, Decimal]:
+    """``(quantity, fee in the quote)`` that ``fill`` applies to its position.
+
+    The position holds what the venue holds: a fee ``f`` paid in the base
+    asset leaves ``amount - f`` of a buy (and takes ``amount + f`` for a
+    sell), that quantity trades at the fill price, and the fee costs
+    ``f * price`` in the quote, realized at once like a quote fee. A fee in
+    a third asset (BNB) moves neither: the fill has no price for it in the
+    quote (the Ledger books it in that asset). :class:`InvalidFill` for a
+    negative fee or a base fee a buy cannot pay.
+    """
+    base, quote = split_symbol(fill.symbol)
+    check_fee(fill, base)
+    fee, currency = fill.fee, fill.fee_currency
+    if not fee or currency is None or currency == quote:
+        return fill.amount, fee
+    if currency != base:
+        return fill.amount, ZERO
+    with localcontext(POSITION_CONTEXT):
+        net = fill.amount - fee if fill.side == "buy" else fill.amount + fee
+        return net, fee * fill.price
+
+
+def check_fee(fill: OrderFill, base: str) -> None:
+    """:class:`InvalidFill` for a negative fee, or a fee in ``base`` a buy cannot pay."""
+    fee = fill.fee
+    if fee < 0:
+        raise InvalidFill(f"fill {fill.trade_id}: negative fee {fee}")
+    if fee and fill.fee_currency == base and fill.side == "buy" and fee >= fill.amount:
         raise InvalidFill(
-            f"fill {fill.trade_id}: fee in {fill.fee_currency}, expected the quote asset {quote}"
+            f"fill {fill.trade_id}: a fee of {fee} {base} leaves nothing of the "
+            f"{fill.amount} {base} bought"
         )
-    return fill.fee
+
+
+def fee_in_quote(fill: OrderFill) -> Decimal:
+    """The fill's fee valued in the quote asset (:func:`position_terms`)."""
+    return position_terms(fill)[1]
 
 
 class Position(Actor):
@@ -165,10 +205,10 @@ class Position(Actor):
             raise InvalidFill(f"fill {fill.trade_id} is for {fill.symbol}, not {self.symbol}")
         if fill.amount <= 0 or fill.price <= 0:
             raise InvalidFill(f"fill {fill.trade_id}: amount and price must be > 0")
-        fee = fee_in_quote(fill)
+        quantity, fee = position_terms(fill)
         before = self.state
         applied, self.state = self.store.apply_fill(
-            self.symbol, fill.trade_id, fill.side, fill.amount, fill.price, fee, time.time()
+            self.symbol, fill.trade_id, fill.side, quantity, fill.price, fee, time.time()
         )
         if not applied:
             return self.snapshot()  # a replay: counted once already
@@ -177,6 +217,7 @@ class Position(Actor):
         common = {
             "symbol": self.symbol, "trade_id": fill.trade_id, "side": fill.side,
             "amount": fill.amount, "price": fill.price, "fee": fee,
+            "fee_paid": fill.fee, "fee_currency": fill.fee_currency, "applied_amount": quantity,
             "order_req_id": fill.order_req_id, "quantity": after.quantity,
             "average_entry": after.average_entry, "realized_pnl": after.realized_pnl,
         }  # fmt: skip

@@ -70,7 +70,7 @@ class VenueUnsettled(PhalanxError):
 
 
 def order_fill(trade: Trade, order_req_id: str, side: str | None = None) -> OrderFill:
-    """An :class:`OrderFill` from a venue trade (fees are in the quote asset)."""
+    """An :class:`OrderFill` from a venue trade, its fee in the asset the venue charged."""
     resolved = trade.side or side
     if resolved not in ("buy", "sell"):
         raise ValueError(f"trade {trade.id}: no side")

@@ -8,11 +8,14 @@ rebuild never reads derived state for values:
   lines of the ``order`` log, deduplicated by (symbol, trade id), as the
   Position store and the Ledger's markers dedupe them;
 - positions fold those fills through the pure position model
-  (:func:`~phalanx.actors._position_model.apply_fill`), in the order the node
+  (:func:`~phalanx.actors._position_model.apply_fill`, with the net quantity
+  and quote-valued fee of :func:`~phalanx.actors._position.position_terms`,
+  as the Position actor applies a fee in the base or a third asset), in the order the node
   applied them (the position markers' ``at``: ordering only, since average
   cost depends on it), else in venue order;
 - balances are the opening transaction(s) plus :func:`plan_fill` of every
-  fill (through :func:`ledger_fill_from`, as the fill sink posts them);
+  fill (through :func:`ledger_fill_from`, as the fill sink posts them, its
+  fee in whichever asset paid it);
 - saga outcomes come from feeding each saga's journaled events through
   :func:`~phalanx.actors.saga.advance`, never from its snapshot; each
   record's status and commands must be what ``advance`` gives, and the
@@ -23,8 +26,9 @@ Cross-checks: a logged fill no record holds, a record fill with no log line
 transaction no fill explains, a position marker no fill explains.
 
 :func:`replay` returns a :class:`ReplayReport` whose ``differences`` are
-empty when the live state matches. Fills the sink refuses (a fee in another
-asset) are expected nowhere, as the live sink would refuse them too.
+empty when the live state matches. Fills the sink refuses (a negative fee,
+a base fee a buy cannot pay) are expected nowhere, as the live sink would
+refuse them too.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from phalanx.actors._ledger_actor import ledger_fill_from
+from phalanx.actors._position import position_terms
 from phalanx.actors._position_model import PositionState, apply_fill
 from phalanx.actors.saga import _protocol as sp
 from phalanx.actors.saga._model import SagaError, advance, new_saga, saga_definition
@@ -218,8 +223,9 @@ def _collect_fills(src: ReplaySources, out: ReplayReport) -> dict[tuple[str, str
     return fills
 
 
-def _economics(fill: OrderFill) -> tuple[str, str, str, str]:
-    return fill.side, str(fill.amount), str(fill.price), str(fill.fee)
+def _economics(fill: OrderFill) -> tuple[str, str, str, str, str | None]:
+    currency = fill.fee_currency if fill.fee else None  # a zero fee's currency says nothing
+    return fill.side, str(fill.amount), str(fill.price), str(fill.fee), currency
 
 
 def _short(exc: BaseException) -> str:
@@ -249,7 +255,8 @@ def _positions(
     for key in sorted(fills, key=lambda k: (*when[k], *venue(k))):
         fill = fills[key]
         state = states.get(fill.symbol) or PositionState(fill.symbol)
-        states[fill.symbol] = apply_fill(state, fill.side, fill.amount, fill.price, fill.fee)
+        quantity, fee = position_terms(fill)  # net of a base fee, as the Position applies it
+        states[fill.symbol] = apply_fill(state, fill.side, quantity, fill.price, fee)
         applied.setdefault(fill.symbol, set()).add(fill.trade_id)
     return states, applied
 
@@ -300,6 +307,7 @@ def _ledger(
 def _sink_refuses(fill: OrderFill) -> str | None:
     try:
         ledger_fill_from(fill)
+        position_terms(fill)
     except PhalanxError as exc:
         return str(exc)
     return None

@@ -110,6 +110,8 @@ class VenueConfig(BaseModel):
     port: int = Field(0, ge=0, le=65535)
     seed: int = 7
     step_s: float = Field(0.1, gt=0)
+    # Buys pay the fee in the base asset, as Binance charges without BNB (default: the quote).
+    fee_in_base: bool = False
 
 
 class RiskLimitsConfig(BaseModel):

@@ -5,24 +5,22 @@ I/O part: :class:`Ledger` commits the postings, the account balances and the
 fill's idempotency marker in ONE LMDB write transaction, so replaying a fill
 never posts it twice and a crash never leaves half a transaction.
 
-Accounts are named ``assets:<ASSET>`` (holdings), ``expenses:fees:<QUOTE>``
-and ``equity:opening:<ASSET>`` (opening balances). Every posting carries a
-``value`` in the quote currency (what must balance) and a ``quantity`` in its
-account's own asset (what reconciles with the venue):
-- buy:  debit assets:BASE (value notional, +qty), debit expenses:fees (fee),
-        credit assets:QUOTE (value and quantity notional + fee);
-- sell: debit assets:QUOTE (notional - fee), debit expenses:fees (fee),
-        credit assets:BASE (value notional, -qty).
-Invariant: in every transaction, sum(debit values) == sum(credit values).
-Sells are valued at their notional, not cost basis: realized PnL belongs to
-the Position actor, not to this ledger.
+The postings of a fill, fees in the quote, the base or a third asset
+included, are in :mod:`phalanx.storage._ledger_fill` (its docstring is the
+chart of accounts). In short: every posting carries a ``value`` in the
+fill's quote currency (what must balance) and a ``quantity`` in its
+account's own asset (what reconciles with the venue); ``assets:<ASSET>``
+moves by exactly what the venue's balance of that asset moves by.
+Invariant: in every transaction, sum(debit values) == sum(credit values),
+and :meth:`Ledger.trial_balances` checks it per valuation currency.
 
 Arithmetic is exact: every product and sum runs in ``_EXACT`` (unbounded
 precision, and ``Inexact`` trapped), explicitly or under ``localcontext``,
 never the thread's default context, which silently rounds to 28 digits.
 
 On disk (read by other tools, keep it): ``ledger`` maps the txn key to
-msgpack ``{"key", "memo", "postings": [[account, side, value, quantity]]}``,
+msgpack ``{"key", "memo", "postings": [[account, side, value, quantity]],
+"currency"}`` (``currency``, the quote the values are in, on fills only),
 ``ledger_balances`` maps the account to msgpack ``[value, quantity]`` (decimal
 strings), ``ledger_fills`` maps the key to ``b"1"`` (the idempotency marker).
 
@@ -38,119 +36,42 @@ many fills in one op, so the per-call cost (a thread woken per caller, ~20
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from decimal import (
-    MAX_EMAX,
-    MAX_PREC,
-    MIN_EMIN,
-    Context,
-    Decimal,
-    Inexact,
-    InvalidOperation,
-    localcontext,
-)
-from typing import Any, Literal
+from decimal import Decimal, localcontext
+from typing import Any
 
 import msgpack
 
-from phalanx.errors import StorageError
 from phalanx.storage._env import Storage
+from phalanx.storage._ledger_fill import (
+    _EXACT,
+    ZERO,
+    Fill,
+    Posting,
+    Transaction,
+    _Entry,
+    _entry,
+    _fill_entry,
+    _packer,
+    fee_kind,
+    fill_key,
+    plan_fill,
+)
 
-__all__ = ["Fill", "Ledger", "Posting", "Transaction", "fill_key", "plan_fill", "plan_opening"]
+__all__ = [
+    "Fill",
+    "Ledger",
+    "Posting",
+    "Transaction",
+    "fee_kind",
+    "fill_key",
+    "plan_fill",
+    "plan_opening",
+]
 
-ZERO = Decimal(0)
-# The context of every ledger computation: exact (unbounded precision), or it raises.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, Inexact])
 _TXNS, _BALANCES, _MARKERS = "ledger", "ledger_balances", "ledger_fills"
 _PENDING = "ledger_balances:pending"  # the txn_cache of sums not yet written
 _Balance = tuple[Decimal, Decimal]
-
-
-@dataclass(frozen=True)
-class Fill:
-    """One execution at the venue (a trade), identified by ``fill_id``."""
-
-    fill_id: str  # e.g. "paper:BTCUSDT:123": unique per venue trade
-    side: Literal["buy", "sell"]
-    base: str
-    quote: str
-    quantity: Decimal
-    price: Decimal
-    fee: Decimal  # in the quote asset
-    order_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Posting:
-    """One leg: ``side`` is debit or credit; ``value`` in the quote currency."""
-
-    account: str
-    side: Literal["debit", "credit"]
-    value: Decimal
-    quantity: Decimal  # signed change of the account's own asset
-
-
-@dataclass(frozen=True)
-class Transaction:
-    """Balanced postings for one event, with the key that makes it idempotent."""
-
-    key: str
-    postings: tuple[Posting, ...]
-    memo: str = ""
-
-    def balanced(self) -> bool:
-        """True when the debit values sum exactly to the credit values."""
-        debits = credits = ZERO
-        for p in self.postings:
-            if p.side == "debit":
-                debits = _EXACT.add(debits, p.value)
-            elif p.side == "credit":
-                credits = _EXACT.add(credits, p.value)
-        return debits == credits
-
-
-def _posting(
-    account: str, side: Literal["debit", "credit"], value: Decimal, quantity: Decimal
-) -> Posting:
-    # The same object as Posting(...), built without the frozen __init__ (one
-    # object.__setattr__ per field): measured 1.2 µs instead of 3.4 µs, on the
-    # hot path of every fill. tests/test_ledger.py checks it stays equal.
-    posting = _new(Posting)
-    posting.__dict__.update(account=account, side=side, value=value, quantity=quantity)
-    return posting
-
-
-_new = object.__new__
-
-
-def fill_key(fill_id: str) -> str:
-    """The transaction key (and idempotency marker) of a fill."""
-    return f"fill:{fill_id}"
-
-
-def plan_fill(fill: Fill) -> Transaction:
-    """The balanced postings of a fill (pure: no I/O); balanced by construction."""
-    if fill.quantity <= 0 or fill.price <= 0 or fill.fee < 0:
-        raise ValueError(f"fill {fill.fill_id}: quantity and price must be > 0, fee >= 0")
-    notional = _EXACT.multiply(fill.quantity, fill.price)
-    base, cash, fees = f"assets:{fill.base}", f"assets:{fill.quote}", f"expenses:fees:{fill.quote}"
-    if fill.side == "buy":
-        paid = _EXACT.add(notional, fill.fee)  # debits notional + fee == credit paid
-        postings = (
-            _posting(base, "debit", notional, fill.quantity),
-            _posting(fees, "debit", fill.fee, fill.fee),
-            _posting(cash, "credit", paid, paid.copy_negate()),
-        )
-    else:
-        received = _EXACT.subtract(notional, fill.fee)  # debits received + fee == notional
-        postings = (
-            _posting(cash, "debit", received, received),
-            _posting(fees, "debit", fill.fee, fill.fee),
-            _posting(base, "credit", notional, fill.quantity.copy_negate()),
-        )
-    return Transaction(fill_key(fill.fill_id), postings, memo=f"{fill.side} {fill.order_id or ''}")
 
 
 def plan_opening(
@@ -167,106 +88,6 @@ def plan_opening(
 
 def _dec(raw: Any) -> Decimal:
     return Decimal(raw.decode() if isinstance(raw, bytes) else raw)
-
-
-_local = threading.local()
-
-
-def _packer() -> msgpack.Packer:
-    # msgpack.packb builds a Packer per call (~2 µs measured): keep one per thread.
-    try:
-        packer: msgpack.Packer = _local.packer
-    except AttributeError:
-        packer = _local.packer = msgpack.Packer()
-    return packer
-
-
-# One transaction ready to write: (marker key, msgpack record, balance deltas
-# (account key, signed value, quantity)).
-_Entry = tuple[bytes, bytes, list[tuple[bytes, Decimal, Decimal]]]
-
-
-def _entry(txn: Transaction) -> _Entry:
-    """Check ``txn`` balances and encode it (the general path, for any transaction)."""
-    net = ZERO
-    legs = []
-    deltas = []
-    for p in txn.postings:
-        if p.side == "debit":
-            signed = p.value
-        elif p.side == "credit":
-            signed = p.value.copy_negate()
-        else:
-            raise StorageError(f"ledger: transaction {txn.key} has a posting side {p.side!r}")
-        net = _EXACT.add(net, signed)
-        legs.append([p.account, p.side, str(p.value), str(p.quantity)])
-        deltas.append((p.account.encode(), signed, p.quantity))
-    if net:
-        raise StorageError(f"ledger: transaction {txn.key} does not balance")
-    record = _packer().pack({"key": txn.key, "memo": txn.memo, "postings": legs})
-    return txn.key.encode(), record, deltas
-
-
-# (base, quote) -> account names and keys: (base, cash, fees) as str, then bytes.
-_accounts: dict[tuple[str, str], tuple[str, str, str, bytes, bytes, bytes]] = {}
-
-
-def _accounts_of(base: str, quote: str) -> tuple[str, str, str, bytes, bytes, bytes]:
-    names = _accounts.get((base, quote))
-    if names is None:
-        if len(_accounts) >= 4096:  # bounded: symbols are few, inputs may not be
-            _accounts.clear()
-        b, c, f = f"assets:{base}", f"assets:{quote}", f"expenses:fees:{quote}"
-        names = _accounts[(base, quote)] = (b, c, f, b.encode(), c.encode(), f.encode())
-    return names
-
-
-def _fill_entry(fill: Fill) -> _Entry:
-    """``_entry(plan_fill(fill))`` without the objects in between (the hot path).
-
-    Call it under ``localcontext(_EXACT)``: its operators then compute
-    exactly, as ``_EXACT.add`` does, at a fifth of the cost (0.08 against
-    0.45 µs measured, entering the context once costs ~1 µs).
-    The same bytes and deltas (tests/test_ledger_batch.py checks it against
-    plan_fill with hypothesis), balanced by construction as plan_fill is.
-    ``str(-x) == "-" + str(x)`` for the positive ``paid``, ``quantity``.
-    """
-    quantity, price, fee = fill.quantity, fill.price, fill.fee
-    if quantity <= ZERO or price <= ZERO or fee < ZERO:
-        raise ValueError(f"fill {fill.fill_id}: quantity and price must be > 0, fee >= 0")
-    notional = quantity * price  # exact: the caller runs this under localcontext(_EXACT)
-    base, cash, fees, base_key, cash_key, fees_key = _accounts_of(fill.base, fill.quote)
-    fee_s = str(fee)
-    if fill.side == "buy":
-        paid = notional + fee
-        paid_s, qty_s = str(paid), str(quantity)
-        legs = [
-            [base, "debit", str(notional), qty_s],
-            [fees, "debit", fee_s, fee_s],
-            [cash, "credit", paid_s, "-" + paid_s],
-        ]
-        negated = paid.copy_negate()
-        deltas = [
-            (base_key, notional, quantity),
-            (fees_key, fee, fee),
-            (cash_key, negated, negated),
-        ]
-    else:
-        received = notional - fee  # may be <= 0: str() keeps its sign
-        received_s = str(received)
-        legs = [
-            [cash, "debit", received_s, received_s],
-            [fees, "debit", fee_s, fee_s],
-            [base, "credit", str(notional), "-" + str(quantity)],
-        ]
-        deltas = [
-            (cash_key, received, received),
-            (fees_key, fee, fee),
-            (base_key, notional.copy_negate(), quantity.copy_negate()),
-        ]
-    key = "fill:" + fill.fill_id
-    memo = f"{fill.side} {fill.order_id or ''}"
-    return key.encode(), _packer().pack({"key": key, "memo": memo, "postings": legs}), deltas
 
 
 class Ledger:
@@ -401,6 +222,28 @@ class Ledger:
                 "debits": debits,
                 "credits": credits,
                 "difference": _EXACT.subtract(debits, credits),
+            }
+
+        return self._storage.read(op)
+
+    def trial_balances(self) -> dict[str, dict[str, Decimal]]:
+        """:meth:`trial_balance` per valuation currency (a fill's quote; ``""``: unstated).
+
+        Each is zero when the books balance: every transaction balances in
+        its own currency, so currencies never offset each other's errors.
+        """
+
+        def op(t: Any) -> dict[str, dict[str, Decimal]]:
+            sums: dict[str, list[Decimal]] = {}
+            for _, raw in t.cursor(db=self._txns):
+                record = msgpack.unpackb(bytes(raw), raw=False)
+                acc = sums.setdefault(str(record.get("currency") or ""), [ZERO, ZERO])
+                for _account, side, value, _qty in record["postings"]:
+                    i = 0 if side == "debit" else 1
+                    acc[i] = _EXACT.add(acc[i], _dec(value))
+            return {
+                currency: {"debits": d, "credits": c, "difference": _EXACT.subtract(d, c)}
+                for currency, (d, c) in sorted(sums.items())
             }
 
         return self._storage.read(op)

@@ -5,7 +5,10 @@ Keys (values are msgpack):
 - ``pos:<symbol>`` -> ``{quantity, average_entry, realized_pnl, fees, fills}``
   (a :class:`~phalanx.actors._position_model.PositionState`);
 - ``fill:<symbol>\\x00<trade_id>`` -> ``{side, amount, price, fee, at}``: the
-  fill's idempotency marker, kept with what was applied (for replay/diff).
+  fill's idempotency marker, kept with what was applied (for replay/diff):
+  ``amount`` net of a fee paid in the base asset and ``fee`` valued in the
+  quote (:func:`~phalanx.actors._position.position_terms`), so for a buy on
+  Binance without BNB ``amount`` is what the venue credited, not the trade quantity.
 
 Invariant: the marker and the new state commit in ONE transaction, inside
 which the state is read and the fill applied; so a replayed fill, a restart,

@@ -245,15 +245,25 @@ def _ledger(source: ActorSystem | Storage | Ledger) -> Ledger:
 
 
 def check_ledger_balanced(source: ActorSystem | Storage | Ledger) -> InvariantResult:
-    """The trial balance is zero: total debits == total credits (DESIGN 8.4)."""
+    """The trial balance is zero, in total and per valuation currency (DESIGN 8.4).
+
+    ``details`` carry the totals and, under ``by_currency``, each currency's
+    difference (a fill's quote; ``""`` for openings).
+    """
     try:
-        tb = _ledger(source).trial_balance()
+        ledger = _ledger(source)
+        tb = ledger.trial_balance()
+        per = ledger.trial_balances()
     except StorageError:  # read-only storage with no ledger yet: nothing posted
         tb = {"debits": ZERO, "credits": ZERO, "difference": ZERO}
+        per = {}
     details: dict[str, Any] = {k: str(v) for k, v in tb.items()}
-    if tb["difference"] != 0:
-        details["violation"] = f"debits - credits = {tb['difference']}"
-    return InvariantResult("ledger_balanced", tb["difference"] == 0, details)
+    details["by_currency"] = {c: str(v["difference"]) for c, v in per.items()}
+    off = {c: v["difference"] for c, v in per.items() if v["difference"]}
+    if tb["difference"] != 0 or off:
+        per_currency = "".join(f"; in {c or 'unstated'}: {d}" for c, d in off.items())
+        details["violation"] = f"debits - credits = {tb['difference']}{per_currency}"
+    return InvariantResult("ledger_balanced", not details.get("violation"), details)
 
 
 def check_ledger_matches_venue(
@@ -263,6 +273,10 @@ def check_ledger_matches_venue(
     account: str = DEFAULT_ACCOUNT,
 ) -> InvariantResult:
     """``Ledger.verify`` against the venue's balances is empty (DESIGN 8.4).
+
+    Fees in any asset included: the ledger's ``assets:<A>`` quantity moves by
+    exactly what the venue's balance of ``A`` moves by (a base fee lowers the
+    base received, a BNB fee the BNB held).
 
     ``venue`` is the embedded venue, a :class:`VenueState`, or a
     ``{asset: total}`` mapping (free + locked). ``details["differences"]`` is
@@ -292,7 +306,9 @@ def check_positions_match_fills(
 ) -> InvariantResult:
     """Each stored position's quantity equals the signed sum of its venue fills.
 
-    ``venue`` is the embedded venue, a :class:`VenueState`, or
+    The sum is net of fees the venue charged in the base asset (a buy of
+    ``q`` paying ``f`` of it holds ``q - f``): a position holds what the
+    account holds. ``venue`` is the embedded venue, a :class:`VenueState`, or
     ``{symbol: signed filled quantity}``. Every symbol with a position or a
     fill is compared; ``details["gaps"]`` is position - fills per symbol.
     """

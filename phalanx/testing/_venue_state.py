@@ -25,10 +25,18 @@ ZERO = Decimal(0)
 DEFAULT_SECRET = "paper-secret"  # the embedded venue's built-in paper account, not a credential
 
 
-def _signed_fills(trades: list[tuple[str, str, bool]]) -> dict[str, Decimal]:
+def _trade(symbol: str, raw: Mapping[str, Any]) -> tuple[str, str, bool, str]:
+    """(symbol, qty, is_buy, fee paid in the base) of one Binance ``myTrades`` entry."""
+    in_base = raw.get("commissionAsset") == symbol.split("/", 1)[0]
+    return symbol, str(raw["qty"]), bool(raw["isBuyer"]), str(raw["commission"]) if in_base else "0"
+
+
+def _signed_fills(trades: list[tuple[str, str, bool, str]]) -> dict[str, Decimal]:
+    # Net of fees paid in the base: a buy of q with fee f leaves q - f, a sell takes q + f.
     out: dict[str, Decimal] = {}
-    for symbol, qty, is_buy in trades:
-        out[symbol] = out.get(symbol, ZERO) + (Decimal(qty) if is_buy else -Decimal(qty))
+    for symbol, qty, is_buy, base_fee in trades:
+        held = Decimal(qty) - Decimal(base_fee) if is_buy else -Decimal(qty) - Decimal(base_fee)
+        out[symbol] = out.get(symbol, ZERO) + held
     return out
 
 
@@ -38,7 +46,8 @@ class VenueState:
 
     ``accepted``: every order it ever accepted (``clientOrderId`` ...);
     ``totals``: free + locked per asset; ``fills``: signed filled quantity
-    per ccxt symbol (``BTC/USDT``).
+    per ccxt symbol (``BTC/USDT``), net of fees paid in the base asset (what
+    the account holds, and what a position holds).
     """
 
     accepted: Sequence[Mapping[str, Any]]
@@ -54,7 +63,7 @@ class VenueState:
             for asset, v in engine.balances(account).items()
         }
         trades = [
-            (f"{m.base}/{m.quote}", str(t["qty"]), bool(t["isBuyer"]))
+            _trade(f"{m.base}/{m.quote}", t)
             for m in engine.markets()
             for t in engine.my_trades(account, m.symbol)
         ]
@@ -98,6 +107,6 @@ class VenueState:
         trades = []
         for symbol in exchange.load_markets():
             for t in exchange.fetch_my_trades(symbol):
-                raw = t["info"]  # the venue's own strings: exact, unlike ccxt's floats
-                trades.append((symbol, str(raw["qty"]), bool(raw["isBuyer"])))
+                # The venue's own strings: exact, unlike ccxt's floats.
+                trades.append(_trade(symbol, t["info"]))
         return cls(accepted, totals, _signed_fills(trades))

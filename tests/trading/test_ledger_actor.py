@@ -46,18 +46,29 @@ def test_ledger_fill_from_names_the_fill_by_symbol_and_trade_id() -> None:
         price=D(50),
         fee=D("0.5"),
         order_id="x-1",
+        fee_currency="USDT",
     )
     assert ledger_fill_from(_fill(), "BTC", "USDT") == ledger_fill_from(_fill())
 
 
-def test_ledger_fill_from_refuses_a_fee_it_cannot_value_or_a_wrong_pair() -> None:
-    in_base = _fill().model_copy(update={"fee_currency": "BTC"})
-    with pytest.raises(InvalidFill, match="quote asset USDT"):
-        ledger_fill_from(in_base)
+def test_ledger_fill_from_keeps_the_fee_currency_and_refuses_an_unpayable_fee_or_a_wrong_pair() -> (
+    None
+):
+    in_base = _fill(fee="0.002").model_copy(update={"fee_currency": "BTC"})
+    assert (ledger_fill_from(in_base).fee, ledger_fill_from(in_base).fee_currency) == (
+        D("0.002"),
+        "BTC",
+    )
+    all_of_it = _fill(fee="2").model_copy(update={"fee_currency": "BTC"})  # amount is 2
+    with pytest.raises(InvalidFill, match="leaves nothing of the 2 BTC bought"):
+        ledger_fill_from(all_of_it)
+    with pytest.raises(InvalidFill, match="negative fee"):
+        ledger_fill_from(_fill(fee="-0.1"))
     with pytest.raises(InvalidFill, match="does not match"):
         ledger_fill_from(_fill(), "ETH", "USDT")
     zero_fee_elsewhere = _fill(fee="0").model_copy(update={"fee_currency": "BNB"})
     assert ledger_fill_from(zero_fee_elsewhere).fee == 0
+    assert ledger_fill_from(zero_fee_elsewhere).fee_currency is None  # booked as no fee
 
 
 def test_post_fill_posts_once_and_the_books_balance(system: ActorSystem) -> None:
@@ -93,8 +104,9 @@ def test_post_fill_round_trips_through_the_codec() -> None:
 
 def test_a_bad_fill_is_refused_and_the_ledger_actor_keeps_running(system: ActorSystem) -> None:
     start_ledger(system)
+    unpayable = _fill(fee="2").model_copy(update={"fee_currency": "BTC"})  # all of the buy
     with pytest.raises(InvalidFill):
-        system.ask("/ledger", PostFill(fill=_fill().model_copy(update={"fee_currency": "BTC"})))
+        system.ask("/ledger", PostFill(fill=unpayable))
     assert system.ask("/ledger", PostFill(fill=_fill())) is True
     assert system.stats("/ledger")["incarnation"] == 1
 

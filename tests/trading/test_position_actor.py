@@ -201,9 +201,11 @@ def test_a_bad_fill_is_refused_and_the_position_survives(node: ActorSystem) -> N
     wrong_symbol = _fill("t1", "buy", "1", "100").model_copy(update={"symbol": "ETH/USDT"})
     with pytest.raises(InvalidFill, match="ETH/USDT"):
         _ask(node, ApplyFill(fill=wrong_symbol))
-    base_fee = _fill("t2", "buy", "1", "100", "0.001").model_copy(update={"fee_currency": "BTC"})
-    with pytest.raises(InvalidFill, match="quote asset USDT"):
-        _ask(node, ApplyFill(fill=base_fee))
+    unpayable = _fill("t2", "buy", "1", "100", "1").model_copy(update={"fee_currency": "BTC"})
+    with pytest.raises(InvalidFill, match="leaves nothing"):
+        _ask(node, ApplyFill(fill=unpayable))
+    with pytest.raises(InvalidFill, match="negative fee"):
+        _ask(node, ApplyFill(fill=_fill("t3", "buy", "1", "100", "-0.1")))
     snap = _ask(node, GetPosition())
     assert (snap.quantity, snap.fills_applied) == (D(0), 0)
     assert node.stats(PATH)["incarnation"] == 1

@@ -4,10 +4,13 @@ Deterministic: prices follow a random walk seeded per symbol, advanced once
 per ticker request, order placement or explicit ``step``; the same seed and
 request sequence give the same run. All amounts are ``Decimal``.
 
-Accounting model (documented deviation from Binance, which charges the fee
-in the asset received): fees are charged in the quote asset on both sides,
-so a buy debits notional + fee and a sell credits notional - fee. That is
-the double-entry shape DESIGN section 5 describes for the ledger.
+Accounting model. By default (a documented deviation from Binance) fees are
+charged in the quote asset on both sides: a buy debits notional + fee and a
+sell credits notional - fee. With ``fee_in_base=True`` a buy pays its fee in
+the asset received, as Binance charges an account that does not pay fees in
+BNB: buy 0.001 BTC at a 0.1% fee and receive 0.000999 BTC for the notional
+(the trade's ``commissionAsset`` is the base); a sell still pays in the
+quote. Fees are rounded down to 8 decimals, as Binance reports them.
 Invariant: for every account, balance changes equal the fills and fees.
 """
 
@@ -102,10 +105,14 @@ class MatchingEngine:
         balances: dict[str, Decimal] | None = None,
         maker_fee: Decimal = MAKER_FEE,
         taker_fee: Decimal = TAKER_FEE,
+        fee_in_base: bool = False,
     ) -> None:
         self.seed = seed
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
+        #: Buys pay their fee in the base asset (Binance without BNB); may be set
+        #: before trading (``venue.engine.fee_in_base = True``).
+        self.fee_in_base = fee_in_base
         self._markets = {m.symbol: m for m in markets}
         self._initial = dict(balances or DEFAULT_BALANCES)
         self._account_names = accounts
@@ -251,7 +258,8 @@ class MatchingEngine:
             levels = self._levels(m, side)
             if side == "BUY":
                 worst = price if price is not None else self._cost_estimate(m, qty, levels)
-                need, asset = (worst * qty * (1 + self.taker_fee)).quantize(D("1e-8")), m.quote
+                headroom = 1 if self.fee_in_base else 1 + self.taker_fee  # the fee is in the base
+                need, asset = (worst * qty * headroom).quantize(D("1e-8")), m.quote
             else:
                 need, asset = qty, m.base
             if self._free[account].get(asset, ZERO) < need:
@@ -296,7 +304,16 @@ class MatchingEngine:
         fee = (notional * (self.maker_fee if maker else self.taker_fee)).quantize(
             D("1e-8"), rounding=ROUND_DOWN
         )
-        if order.side == "BUY":
+        fee_asset = m.quote
+        if order.side == "BUY" and self.fee_in_base:
+            fee = (qty * (self.maker_fee if maker else self.taker_fee)).quantize(
+                D("1e-8"), rounding=ROUND_DOWN
+            )
+            fee_asset = m.base
+            self._move(account, m.quote, locked=-notional)
+            order.locked -= notional
+            self._move(account, m.base, free=qty - fee)
+        elif order.side == "BUY":
             cost = notional + fee
             self._move(account, m.quote, locked=-cost)
             order.locked -= cost
@@ -311,12 +328,12 @@ class MatchingEngine:
         trade_id = next(self._trade_ids)
         order.fills.append(
             {"price": _fmt(price), "qty": _fmt(qty), "commission": _fmt(fee),
-             "commissionAsset": m.quote, "tradeId": trade_id}
+             "commissionAsset": fee_asset, "tradeId": trade_id}
         )  # fmt: skip
         self._trades.append(
             {"symbol": m.symbol, "id": trade_id, "orderId": order.order_id, "orderListId": -1,
              "price": _fmt(price), "qty": _fmt(qty), "quoteQty": _fmt(notional),
-             "commission": _fmt(fee), "commissionAsset": m.quote, "time": order.update_ms,
+             "commission": _fmt(fee), "commissionAsset": fee_asset, "time": order.update_ms,
              "isBuyer": order.side == "BUY", "isMaker": maker, "isBestMatch": True,
              "account": account}
         )  # fmt: skip
