@@ -21,6 +21,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=7, help="random-walk seed (default 7)")
     p.add_argument("--step", type=float, default=0.1, help="seconds between price steps")
     p.add_argument("--for", dest="duration", type=float, help="stop after S seconds")
+    p.add_argument(
+        "--fee-in-base",
+        action="store_true",
+        help="buys pay the fee in the base asset (Binance without BNB); default: the quote",
+    )
     p.set_defaults(func=run)
 
 
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             venue = PaperVenue(args.seed, port=args.port, keys={key: secret}, auto_step_s=args.step)
+            venue.engine.fee_in_base = args.fee_in_base  # before it serves any order
         except OSError as exc:
             raise ConfigError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from exc
         with venue:
