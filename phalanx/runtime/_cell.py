@@ -21,6 +21,7 @@ from pykka import messages as pykka_messages
 from phalanx.errors import CircuitOpen, UnknownMessage
 from phalanx.runtime._actor import Actor, ExitReason, _constructing
 from phalanx.runtime._envelope import Envelope
+from phalanx.runtime._flags import Flag, Signals
 from phalanx.runtime._mailbox import Control, Inbox, Mailbox
 from phalanx.supervision import Directive, Retry
 from phalanx.supervision._decider import default_decider, retry_budget
@@ -140,11 +141,13 @@ class ActorCell:
         self._expected_end: int | None = None
         self._keep_journaled = False
         self.kept_journaled = 0
-        self._first_start = threading.Event()
-        self._ended = threading.Event()
-        self._ended.set()
+        # One Condition for the lifecycle flags, the cell's three and each
+        # incarnation's actor_stopped (see _flags: an Event costs 4-6.5 us).
+        self.signals = Signals()
+        self._first_start = Flag(self.signals)
+        self._ended = Flag(self.signals, True)
         self.start_error: BaseException | None = None
-        self.terminated = threading.Event()
+        self.terminated = Flag(self.signals)
 
     # --- incarnations ------------------------------------------------------
 
