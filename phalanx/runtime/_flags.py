@@ -4,10 +4,10 @@
 probes three RLock-only methods on the plain Lock, catching an AttributeError
 for each: measured 4-6.5 us per Event on the 2-core VM, and a spawn made four
 (three in the cell, pykka's ``actor_stopped``). A :class:`Flag` costs ~0.3 us
-and the RLock-backed Condition (:class:`Signals`) it shares with its owner's other flags ~2.5 us.
-Its set() takes the RLock directly (``with cond`` is two Python-level calls)
-and notifies only when someone waits: a spawn sets five flags, and hardly
-ever with a waiter.
+and shares an RLock with its owner's other flags (and a Condition, made only
+when a wait blocks: :class:`Signals`). Its set() takes the RLock directly
+(``with cond`` is two Python-level calls) and notifies only when someone
+waits: a spawn sets five flags, and hardly ever with a waiter.
 """
 
 from __future__ import annotations
@@ -21,13 +21,23 @@ class Signals:
     """The lock and Condition that several :class:`Flag`s share.
 
     RLock-backed: its Condition needs no probes, and ``_is_owned`` is C code.
+    The Condition is made on the first wait that blocks: a spawn sets five
+    flags and, measured, hardly ever waits on one that is not set yet.
     """
 
-    __slots__ = ("cond", "lock")
+    __slots__ = ("_cond", "lock")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.cond = threading.Condition(self.lock)
+        self._cond: threading.Condition | None = None
+
+    @property
+    def cond(self) -> threading.Condition:
+        """The shared Condition (only read with ``lock`` held, so made once)."""
+        cond = self._cond
+        if cond is None:
+            cond = self._cond = threading.Condition(self.lock)
+        return cond
 
 
 class Flag(threading.Event):
@@ -35,6 +45,7 @@ class Flag(threading.Event):
 
     A subclass so it stands wherever an Event is expected (pykka's
     ``actor_stopped``); every public method is its own, none reads Event's state.
+    Like any Event, it is not meant to survive ``os.fork`` in a child process.
 
     Invariants:
     - ``wait`` returns True when the flag was set, or was set at some point
@@ -52,7 +63,7 @@ class Flag(threading.Event):
         # Not Event.__init__: its Condition(Lock()) is the cost this class avoids.
         if signals is None:
             signals = Signals()
-        self._cond = signals.cond
+        self._signals = signals
         self._lock = signals.lock
         self._flag = value
         self._sets = 0  # set() calls that set it, read by waiters under the lock
@@ -70,7 +81,7 @@ class Flag(threading.Event):
             self._flag = True
             self._sets += 1
             if self._waiting:
-                self._cond.notify_all()
+                self._signals.cond.notify_all()
 
     def clear(self) -> None:
         """Reset the flag."""
@@ -88,6 +99,6 @@ class Flag(threading.Event):
             sets = self._sets
             self._waiting += 1
             try:
-                return self._cond.wait_for(lambda: self._sets != sets, timeout)
+                return self._signals.cond.wait_for(lambda: self._sets != sets, timeout)
             finally:
                 self._waiting -= 1

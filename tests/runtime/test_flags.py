@@ -123,3 +123,16 @@ class FlagMatchesEvent(RuleBasedStateMachine):
 
 TestFlagMatchesEvent = FlagMatchesEvent.TestCase
 TestFlagMatchesEvent.settings = settings(max_examples=50, stateful_step_count=20, deadline=None)
+
+
+def test_flags_that_are_never_waited_on_while_clear_build_no_condition() -> None:
+    signals = Signals()
+    flags = [Flag(signals), Flag(signals, True)]
+    for flag in flags:
+        flag.set()
+        flag.clear()
+        flag.set()
+        assert flag.wait(1.0)
+    assert signals._cond is None  # the common spawn path: sets, and waits on set flags
+    assert not Flag(signals).wait(0)
+    assert signals._cond is not None
