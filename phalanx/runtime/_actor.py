@@ -8,6 +8,7 @@ address (an ``ActorCell``), not by the instance. pykka's ``ActorRef``, ``ask``,
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,6 +18,7 @@ from pykka import messages as pykka_messages
 from phalanx.errors import UnknownMessage
 from phalanx.runtime import _context
 from phalanx.runtime._envelope import Envelope
+from phalanx.runtime._flags import Flag
 from phalanx.runtime._mailbox import Control
 
 if TYPE_CHECKING:
@@ -54,6 +56,13 @@ def interrupt_thread(thread: threading.Thread) -> bool:
         ctypes.c_ulong(ident), ctypes.py_object(ActorKilled)
     )
     return bool(delivered == 1)
+
+
+def _new_urn() -> str:
+    """A random UUID4 URN, as ``uuid.uuid4().urn`` (~2.5 us instead of ~5 us)."""
+    h = os.urandom(16).hex()
+    variant = "89ab"[int(h[16], 16) & 3]  # RFC 4122: the top bits of clock_seq are 10
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 def _clear_pending_interrupt(ident: int) -> None:
@@ -97,7 +106,12 @@ class Actor(pykka.ThreadingActor):
         self._in_user_code = False
         self._interrupt_sent = False
         self._loop_thread: threading.Thread | None = None
-        super().__init__()
+        # pykka.Actor.__init__ inlined (it calls no super().__init__ either): its
+        # uuid4().urn and threading.Event() were ~9 us of every spawn (see _flags).
+        self.actor_urn = _new_urn()
+        self.actor_inbox = self._create_actor_inbox()
+        self.actor_stopped = Flag(cell.signals)
+        self._actor_ref = pykka.ActorRef(self)
 
     def _create_actor_inbox(self) -> Any:  # type: ignore[override]
         # pykka calls this from Actor.__init__; the cell owns the real inbox.

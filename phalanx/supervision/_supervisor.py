@@ -69,6 +69,8 @@ class Supervisor(_DynamicApi):
                 self._children.append(child)
 
     def on_receive(self, message: Any) -> Any:
+        if type(message) is _Call:  # the dynamic API: every start_child is one
+            return getattr(self, f"_api_{message.op}")(*message.args, **message.kwargs)
         if (
             isinstance(message, _Exited | _Retry | _HalfOpen | _TrialOk)
             and message.owner is not self
