@@ -54,6 +54,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -128,6 +129,67 @@ def _utc_day(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).date().isoformat()
 
 
+_DAY_S = 86_400  # a POSIX day: epoch time has no leap seconds, so UTC days are [k*D, (k+1)*D)
+
+
+class _DayClock:
+    """``_utc_day(epoch)``, remembered for the epoch range of the last day asked.
+
+    Invariant: returns exactly ``_utc_day(epoch)`` for any sequence of epochs
+    (forward, backward, across midnight): a cached answer is used only for
+    an epoch inside ``[start, end)``, the bounds of the day it was made for.
+    Measured: ~0.2 us per call vs ~2 us for ``_utc_day``.
+    """
+
+    __slots__ = ("_day", "_end", "_start")
+
+    def __init__(self) -> None:
+        self._start, self._end, self._day = math.inf, -math.inf, ""
+
+    def day(self, epoch: float) -> str:
+        """The UTC date of ``epoch`` as ``YYYY-MM-DD``."""
+        if self._start <= epoch < self._end:
+            return self._day
+        day = _utc_day(epoch)
+        start = math.floor(epoch / _DAY_S) * _DAY_S
+        if _utc_day(start) == day and _utc_day(start + _DAY_S) != day:  # guard the arithmetic
+            self._start, self._end, self._day = start, start + _DAY_S, day
+        return day
+
+
+def _log_value(value: Any) -> Any:
+    # What the log's masking turns a Decimal into (its str), done here: a line of
+    # str/int/bool/None fields takes the logger's deferred path, and str leaves
+    # skip mask_value's isinstance chain. The rendered line is the same text.
+    return str(value) if type(value) is Decimal else value
+
+
+# The checks whose value or limit is a Decimal in evaluate(). Only a speed hint:
+# a Decimal left in another check renders as the same text (the logger's str).
+_DECIMAL_CHECKS = (
+    "amount_precision",
+    "price_precision",
+    "min_notional",
+    "max_exposure",
+    "max_daily_drawdown",
+    "free_balance",
+)
+
+
+def _log_checks(checks: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """``checks`` for the log: the Decimal-valued entries with their values as str.
+
+    The other entries are the decision's own dicts: the logger copies what it is
+    given at the call, so the caller of the decision may mutate them afterwards.
+    """
+    out = dict(checks)
+    for name in _DECIMAL_CHECKS:
+        entry = out.get(name)
+        if entry is not None:
+            out[name] = {k: str(v) if type(v) is Decimal else v for k, v in entry.items()}
+    return out
+
+
 class Risk(Actor):
     """Pre-trade risk: limits, trading state, reservations; one per node at ``/risk``."""
 
@@ -156,6 +218,14 @@ class Risk(Actor):
         self._initial_state = initial_state
         self._clock = clock
         self._balance_cache: tuple[float, dict[str, Decimal]] | None = None
+        self._days = _DayClock()
+        self._handlers: dict[type, Callable[[Any], Any]] = {
+            RiskCheck: self._check,
+            ReserveFunds: self._reserve,
+            ReleaseFunds: self._release,
+            FundsAtVenue: self._at_venue,
+            PnlUpdate: self._pnl,
+        }
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -174,10 +244,19 @@ class Risk(Actor):
             self.state, self.state_reason = persisted, rec.state_reason
         self.day, self.trades, self.counted = rec.day, rec.trades, set(rec.counted)
         self.peak = rec.peak
-        self.held = dict(rec.held)
+        self.held: dict[str, tuple[str, Decimal]] = {}
+        # Derived from ``held`` and ``pnl``, kept in step with them by _hold/_unhold and
+        # _pnl (the only writers), in the same key order as rebuilding them would give,
+        # so sums come out identical; ``usage()`` rebuilds them (the reference).
+        self._reserved: dict[str, dict[str, Decimal]] = {}  # asset -> {id: amount}
+        for rid, (asset, amount) in rec.held.items():
+            self._hold(rid, asset, amount)
         # reservation id -> (asset, locked, monotonic time of FundsAtVenue); memory only.
         self.at_venue: dict[str, tuple[str, Decimal, float]] = {}
         self.pnl = rec.pnl  # symbol -> {quantity, notional, realized, unrealized}
+        self._positions = {s: p["quantity"] for s, p in self.pnl.items()}
+        self._notional = {s: p["notional"] for s, p in self.pnl.items()}
+        self._total = self._sum_pnl()
         self._breached_day: str | None = None  # the day the drawdown limit was last reached
         self._roll_day()
 
@@ -187,6 +266,9 @@ class Risk(Actor):
     # --- messages --------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
+        handler = self._handlers.get(type(message))
+        if handler is not None:  # the hot messages, by exact type
+            return handler(message)
         if isinstance(message, RiskCheck):
             return self._check(message)
         if isinstance(message, ReserveFunds):
@@ -207,13 +289,13 @@ class Risk(Actor):
     def _check(self, check: RiskCheck) -> RiskDecision:
         self._roll_day()
         if check.is_cancel:
-            return self._log_decision(check, evaluate(self.limits, self.usage(), check))
+            return self._log_decision(check, evaluate(self.limits, self._live_usage(), check))
         free, balance_error = self._free()
         try:
             markets, markets_error = self.markets(), None
         except Exception as exc:  # an unreadable filter source blocks, never passes
             markets, markets_error = {}, f"{type(exc).__name__}: {exc}"
-        decision = evaluate(self.limits, self.usage(free, markets), check)
+        decision = evaluate(self.limits, self._live_usage(free, markets), check)
         # An input that could not be read blocks its check (never passes unchecked).
         for name, error in (("market", markets_error), ("free_balance", balance_error)):
             if error is not None:
@@ -226,10 +308,10 @@ class Risk(Actor):
     def _log_decision(self, check: RiskCheck, decision: RiskDecision) -> RiskDecision:
         self.log.info(
             "risk_limits_eval", order_req_id=check.order_req_id, symbol=check.symbol,
-            side=check.side, amount=check.amount, price=check.price,
+            side=check.side, amount=str(check.amount), price=str(check.price),
             is_cancel=check.is_cancel, reduce_only=check.reduce_only,
             allowed=decision.allowed, blocking_limit=decision.blocking_limit,
-            trading_state=decision.trading_state, checks=decision.checks,
+            trading_state=decision.trading_state, checks=_log_checks(decision.checks),
         )  # fmt: skip
         return decision
 
@@ -249,7 +331,8 @@ class Risk(Actor):
         result = self.store.reserve(msg.reservation_id, msg.asset, msg.amount, free, self._clock())
         self.log.info(
             "funds_reserve", reservation_id=msg.reservation_id, asset=msg.asset,
-            amount=msg.amount, outcome=result.outcome, available=result.available,
+            amount=str(msg.amount), outcome=result.outcome,
+            available=_log_value(result.available),
         )  # fmt: skip
         if result.outcome == "short":
             raise InsufficientFunds(
@@ -257,7 +340,7 @@ class Risk(Actor):
                 f"{result.available} available (free minus held reservations)"
             )
         if result.outcome == "held":
-            self.held[msg.reservation_id] = (msg.asset, msg.amount)
+            self._hold(msg.reservation_id, msg.asset, msg.amount)
         return Reservation(
             reservation_id=msg.reservation_id, asset=result.asset, amount=result.amount
         )
@@ -270,11 +353,11 @@ class Risk(Actor):
         locked = min(msg.locked, held[1])
         self.at_venue[msg.reservation_id] = (held[0], locked, time.monotonic())
         self.log.info("funds_at_venue", reservation_id=msg.reservation_id, asset=held[0],
-                      locked=locked)  # fmt: skip
+                      locked=str(locked))  # fmt: skip
 
     def _release(self, msg: ReleaseFunds) -> None:
         released = self.store.release(msg.reservation_id, self._clock())
-        self.held.pop(msg.reservation_id, None)
+        self._unhold(msg.reservation_id)
         self.at_venue.pop(msg.reservation_id, None)
         self.log.info("funds_release", reservation_id=msg.reservation_id, released=released)
 
@@ -287,8 +370,10 @@ class Risk(Actor):
             "unrealized": msg.unrealized_pnl,
         }
         self.pnl[msg.symbol] = values
+        self._positions[msg.symbol] = msg.quantity
+        self._notional[msg.symbol] = msg.notional
+        self._total = total = self._sum_pnl()
         self.store.save_pnl(msg.symbol, values)
-        total = self._total_pnl()
         if self.peak is None or total > self.peak:
             self.peak = total
             self.store.save_day(self.day, self.peak)
@@ -317,20 +402,37 @@ class Risk(Actor):
 
     # --- inputs ------------------------------------------------------------------
 
+    def _hold(self, rid: str, asset: str, amount: Decimal) -> None:
+        self.held[rid] = (asset, amount)
+        self._reserved.setdefault(asset, {})[rid] = amount
+
+    def _unhold(self, rid: str) -> None:
+        held = self.held.pop(rid, None)
+        if held is not None:
+            by_id = self._reserved[held[0]]
+            del by_id[rid]
+            if not by_id:  # as a rebuild from ``held`` would have it: no empty asset
+                del self._reserved[held[0]]
+
     def _roll_day(self) -> None:
-        today = _utc_day(self._clock())
+        today = self._days.day(self._clock())
         if today != self.day:
             self.day, self.trades, self.counted = today, 0, set()
             self.peak = self._total_pnl()
             self.store.save_day(self.day, self.peak)
             self.store.purge_trades_before(today)
 
-    def _total_pnl(self) -> Decimal:
+    def _sum_pnl(self) -> Decimal:
         return sum((p["realized"] + p["unrealized"] for p in self.pnl.values()), ZERO)
+
+    def _total_pnl(self) -> Decimal:
+        return self._total  # == _sum_pnl(): recomputed whenever ``pnl`` changes
 
     def drawdown(self) -> Decimal:
         """Today's peak total PnL minus the current total (>= 0)."""
-        total = self._total_pnl()
+        return self._drawdown(self._total)
+
+    def _drawdown(self, total: Decimal) -> Decimal:
         peak = total if self.peak is None else max(self.peak, total)
         return peak - total
 
@@ -367,12 +469,34 @@ class Risk(Actor):
         except Exception as exc:  # the decision records it; it never passes unchecked
             return None, f"{type(exc).__name__}: {exc}"
 
+    def _live_usage(
+        self,
+        free: Mapping[str, Decimal] | None = None,
+        markets: Mapping[str, MarketFilter] | None = None,
+    ) -> RiskUsage:
+        """:meth:`usage` from the kept indexes, not copies: valid until the state changes.
+
+        Equal to ``usage(free, markets)`` (tests/trading/test_risk_fast_path.py);
+        ``counted`` alone used to cost a copy of every order counted today.
+        """
+        return RiskUsage(
+            trading_state=self.state,
+            positions=self._positions,
+            notional=self._notional,
+            drawdown=self.drawdown(),
+            trades_today=self.trades,
+            counted=self.counted,
+            free=free,
+            reserved=self._reserved,
+            markets=markets or {},
+        )
+
     def usage(
         self,
         free: Mapping[str, Decimal] | None = None,
         markets: Mapping[str, MarketFilter] | None = None,
     ) -> RiskUsage:
-        """The model's input now (``free`` and ``markets`` as given)."""
+        """The model's input now (``free`` and ``markets`` as given), rebuilt from the state."""
         reserved: dict[str, dict[str, Decimal]] = {}
         for rid, (asset, amount) in self.held.items():
             reserved.setdefault(asset, {})[rid] = amount
@@ -380,7 +504,7 @@ class Risk(Actor):
             trading_state=self.state,
             positions={s: p["quantity"] for s, p in self.pnl.items()},
             notional={s: p["notional"] for s, p in self.pnl.items()},
-            drawdown=self.drawdown(),
+            drawdown=self._drawdown(self._sum_pnl()),
             trades_today=self.trades,
             counted=frozenset(self.counted),
             free=free,

@@ -37,6 +37,7 @@ position by at most its size; only such orders pass in ``reducing``):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -132,7 +133,7 @@ class RiskUsage:
     notional: Mapping[str, Decimal] = field(default_factory=dict)  # symbol -> |qty| * mark
     drawdown: Decimal = ZERO  # today's peak total PnL minus current total PnL (>= 0)
     trades_today: int = 0
-    counted: frozenset[str] = frozenset()  # order_req_ids counted in trades_today
+    counted: AbstractSet[str] = frozenset()  # order_req_ids counted in trades_today
     free: Mapping[str, Decimal] | None = None  # venue free balance per asset; None: unknown
     reserved: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
     # ^ asset -> {reservation_id: amount}, held only
@@ -161,8 +162,31 @@ def _on_step(value: Decimal, step: Decimal | None) -> bool:
 
 
 def _reserved_by_others(usage: RiskUsage, asset: str, order_req_id: str) -> Decimal:
-    held = usage.reserved.get(asset, {})
-    return sum((a for rid, a in held.items() if rid != order_req_id), ZERO)
+    held = usage.reserved.get(asset)
+    if not held:
+        return ZERO
+    # The same sum, in the same order, as summing every id but this one (Decimal
+    # addition rounds at 28 digits: skipping, not subtracting, keeps it exact).
+    total = ZERO
+    for rid, amount in held.items():
+        if rid != order_req_id:
+            total += amount
+    return total
+
+
+_NO_FILTER = MarketFilter()
+_STATE_LIMIT = {"active": "any", "reducing": "shrinking orders", "halted": "none"}
+
+
+def _decision(
+    allowed: bool, blocking: str | None, checks: dict[str, dict[str, Any]], state: TradingState
+) -> RiskDecision:
+    # Built without re-validation: every field is typed by construction here, and
+    # validating copies the nested check dicts (measured ~10 us vs ~4 us; a test
+    # checks the result equals the validated model).
+    return RiskDecision.model_construct(
+        allowed=allowed, blocking_limit=blocking, checks=checks, trading_state=state
+    )
 
 
 def evaluate(limits: RiskLimits, usage: RiskUsage, check: RiskCheck) -> RiskDecision:
@@ -172,17 +196,26 @@ def evaluate(limits: RiskLimits, usage: RiskUsage, check: RiskCheck) -> RiskDeci
         checks: dict[str, dict[str, Any]] = {
             "cancel": {"value": True, "limit": "cancels always pass", "ok": True}
         }
-        return RiskDecision(allowed=True, blocking_limit=None, checks=checks, trading_state=state)
-    symbol, amount, price = check.symbol, check.amount, check.price
+        return _decision(True, None, checks, state)
+    symbol, amount, price, order_req_id = (
+        check.symbol,
+        check.amount,
+        check.price,
+        check.order_req_id,
+    )
     position = usage.positions.get(symbol, ZERO)
     reducing = shrinks(position, check.side, amount)
     notional = amount * price
-    market = usage.markets.get(symbol)
-    f = market or MarketFilter()
-    state_ok = state == "active" or (state == "reducing" and reducing)
-    state_limit = {"active": "any", "reducing": "shrinking orders", "halted": "none"}[state]
+    markets = usage.markets
+    market = markets.get(symbol)
+    f = market or _NO_FILTER
+    min_notional = f.min_notional
     c: dict[str, dict[str, Any]] = {
-        "trading_state": {"value": state, "limit": state_limit, "ok": state_ok},
+        "trading_state": {
+            "value": state,
+            "limit": _STATE_LIMIT[state],
+            "ok": state == "active" or (state == "reducing" and reducing),
+        },
         "reduce_only": {
             "value": reducing,
             "limit": "must shrink" if check.reduce_only else None,
@@ -190,8 +223,8 @@ def evaluate(limits: RiskLimits, usage: RiskUsage, check: RiskCheck) -> RiskDeci
         },
         "market": {
             "value": symbol,
-            "limit": "known" if usage.markets else None,
-            "ok": market is not None or not usage.markets,
+            "limit": "known" if markets else None,
+            "ok": market is not None or not markets,
         },
         "amount_precision": {
             "value": amount,
@@ -205,11 +238,12 @@ def evaluate(limits: RiskLimits, usage: RiskUsage, check: RiskCheck) -> RiskDeci
         },
         "min_notional": {
             "value": notional,
-            "limit": f.min_notional,
-            "ok": f.min_notional is None or notional >= f.min_notional,
+            "limit": min_notional,
+            "ok": min_notional is None or notional >= min_notional,
         },
     }
-    pending = _reserved_by_others(usage, limits.quote_asset, check.order_req_id)
+    quote_asset = limits.quote_asset
+    pending = _reserved_by_others(usage, quote_asset, order_req_id)
     exposure = sum(usage.notional.values(), ZERO) + pending + (ZERO if reducing else notional)
     c["max_exposure"] = {
         "value": exposure,
@@ -223,25 +257,26 @@ def evaluate(limits: RiskLimits, usage: RiskUsage, check: RiskCheck) -> RiskDeci
         "limit": limits.max_open_positions,
         "ok": not opens or open_now + 1 <= limits.max_open_positions,
     }
+    drawdown = usage.drawdown
     c["max_daily_drawdown"] = {
-        "value": usage.drawdown,
+        "value": drawdown,
         "limit": limits.max_daily_drawdown,
-        "ok": reducing or usage.drawdown == 0 or usage.drawdown < limits.max_daily_drawdown,
+        "ok": reducing or drawdown == 0 or drawdown < limits.max_daily_drawdown,
     }
-    trades = usage.trades_today + (0 if check.order_req_id in usage.counted else 1)
+    trades = usage.trades_today + (0 if order_req_id in usage.counted else 1)
     c["max_trades_per_day"] = {
         "value": trades,
         "limit": limits.max_trades_per_day,
         "ok": trades <= limits.max_trades_per_day,
     }
-    c["free_balance"] = _free_balance(usage, check, notional)
+    c["free_balance"] = _free_balance(usage, check, notional, quote_asset, pending)
     blocking = next((name for name in CHECKS if not c[name]["ok"]), None)
-    return RiskDecision(
-        allowed=blocking is None, blocking_limit=blocking, checks=c, trading_state=state
-    )
+    return _decision(blocking is None, blocking, c, state)
 
 
-def _free_balance(usage: RiskUsage, check: RiskCheck, notional: Decimal) -> dict[str, Any]:
+def _free_balance(
+    usage: RiskUsage, check: RiskCheck, notional: Decimal, quote_asset: str, pending: Decimal
+) -> dict[str, Any]:
     try:
         base, quote = split_symbol(check.symbol)
     except ValueError:
@@ -249,5 +284,9 @@ def _free_balance(usage: RiskUsage, check: RiskCheck, notional: Decimal) -> dict
     asset, need = (quote, notional) if check.side == "buy" else (base, check.amount)
     if usage.free is None:
         return {"value": None, "limit": need, "ok": True, "asset": asset}
-    available = usage.free.get(asset, ZERO) - _reserved_by_others(usage, asset, check.order_req_id)
+    # ``pending`` is this very sum when the asset is the quote asset (a buy, mostly).
+    held = (
+        pending if asset == quote_asset else _reserved_by_others(usage, asset, check.order_req_id)
+    )
+    available = usage.free.get(asset, ZERO) - held
     return {"value": available, "limit": need, "ok": available >= need, "asset": asset}
