@@ -89,7 +89,8 @@ def test_decode_gives_the_record_whether_or_not_the_memo_holds_it(record: OrderR
     raw = encode(b"r1", record)
     assert decode(b"r1", raw) is record  # the memo: these very bytes were packed from it
     fresh = decode(b"other-key", raw)  # no memo entry: decoded from the bytes
-    assert fresh == record and fresh is not record
+    assert fresh == record
+    assert fresh is not record
     assert decode(b"r1", None) is None
 
 
@@ -113,8 +114,10 @@ def test_evolve_is_dataclasses_replace(
     before = dataclasses.astuple(record)
     new = evolve(record, **changes)
     assert new == dataclasses.replace(record, **changes)
-    assert type(new) is OrderRecord and dataclasses.astuple(record) == before
-    assert evolve(record) == record and evolve(record) is not record
+    assert type(new) is OrderRecord
+    assert dataclasses.astuple(record) == before
+    assert evolve(record) == record
+    assert evolve(record) is not record
 
 
 def test_evolve_refuses_an_unknown_field_like_replace() -> None:
