@@ -12,6 +12,9 @@ Every write is an op (a pure function of the write transaction) built by an
 ``*_op`` function, so a caller can commit it together with its own writes;
 the :class:`OrderStore` methods run them through ``Storage.write_now``.
 Invariant: a record and the event describing its change commit together.
+The record, its codec and its decode memo live in ``_order_record``: an
+update's read-modify-write gets back the very record it last wrote when the
+stored bytes are still the ones it packed (no decode on the hot path).
 """
 
 from __future__ import annotations
