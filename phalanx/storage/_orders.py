@@ -12,114 +12,45 @@ Every write is an op (a pure function of the write transaction) built by an
 ``*_op`` function, so a caller can commit it together with its own writes;
 the :class:`OrderStore` methods run them through ``Storage.write_now``.
 Invariant: a record and the event describing its change commit together.
+The record, its codec and its decode memo live in ``_order_record``: an
+update's read-modify-write gets back the very record it last wrote when the
+stored bytes are still the ones it packed (no decode on the hot path).
 """
 
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import struct
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import msgpack
 
 from phalanx.protocols.trading import OrderFill, OrderStatus
 from phalanx.storage._env import Storage, Txn
+from phalanx.storage._order_record import (
+    TERMINAL_STATUSES,
+    OrderRecord,
+    add_fills,
+    decode,
+    encode,
+    evolve,
+)
 
 __all__ = [
     "TERMINAL_STATUSES",
     "OrderRecord",
     "OrderStore",
     "add_fills",
+    "evolve",
     "record_fills_op",
     "register_op",
     "update_op",
 ]
 
 IDEMPOTENCY, EVENTS, INDEX = "idempotency", "order_events", "order_index"
-TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
-ZERO = Decimal(0)
 _SEQ = struct.Struct(">Q")
-
-
-@dataclass(frozen=True)
-class OrderRecord:
-    """One order's idempotency record (the fields of docs/trading-core.md, plus bookkeeping).
-
-    ``fills`` maps venue trade id -> :class:`OrderFill`; ``sunk`` lists the
-    trade ids already handed to the fill sink (so a restart re-hands only the
-    rest). ``exchange`` and ``notify`` let a restarted node rebuild the intent.
-    """
-
-    order_req_id: str
-    client_order_id: str
-    generation: int
-    status: OrderStatus
-    symbol: str
-    side: str
-    type: str
-    amount: Decimal
-    price: Decimal | None = None
-    exchange_order_id: str | None = None
-    saga_id: str | None = None
-    fills: dict[str, OrderFill] = field(default_factory=dict)
-    filled: Decimal = ZERO
-    fee: Decimal = ZERO
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    external: bool = False
-    exchange: str = "paper"
-    notify: str | None = None
-    cancel_requested: bool = False
-    sunk: tuple[str, ...] = ()
-    version: int = 0
-
-    @property
-    def terminal(self) -> bool:
-        """True once the status is filled, canceled, rejected or expired."""
-        return self.status in TERMINAL_STATUSES
-
-    def to_wire(self) -> dict[str, Any]:
-        """Plain msgpack-able data (Decimals as strings)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "fills":
-                value = {k: v.model_dump(mode="json") for k, v in value.items()}
-            elif isinstance(value, Decimal):
-                value = str(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> OrderRecord:
-        """Inverse of :meth:`to_wire`; unknown keys (newer writers) are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in data.items() if k in names}
-        for name in ("amount", "filled", "fee"):
-            kw[name] = Decimal(kw.get(name) or 0)
-        if kw.get("price") is not None:
-            kw["price"] = Decimal(kw["price"])
-        kw["fills"] = {k: OrderFill.model_validate(v) for k, v in (kw.get("fills") or {}).items()}
-        kw["sunk"] = tuple(kw.get("sunk") or ())
-        return cls(**kw)
-
-
-def _pack(record: OrderRecord) -> bytes:
-    packed: bytes = msgpack.packb(record.to_wire(), use_bin_type=True)
-    return packed
-
-
-def _unpack(raw: bytes | None) -> OrderRecord | None:
-    if raw is None:
-        return None
-    return OrderRecord.from_wire(msgpack.unpackb(bytes(raw), raw=False))
 
 
 def _event_key(order_req_id: str, seq: int) -> bytes:
@@ -164,7 +95,8 @@ def _put(
 ) -> None:
     """The record, its event and its exchange-id index entry, in the caller's txn."""
     if not record_written:
-        txn.put(record.order_req_id.encode(), _pack(record), db=dbs[0])
+        key = record.order_req_id.encode()
+        txn.put(key, encode(key, record), db=dbs[0])
     _put_event(txn, dbs[1], record, kind, detail)
     if record.exchange_order_id:
         key = _index_key(record.exchange, record.symbol, record.exchange_order_id)
@@ -179,7 +111,7 @@ def register_op(
     key = record.order_req_id.encode()
 
     def op(txn: Txn) -> bool:
-        if not txn.put(key, _pack(record), db=dbs[0], overwrite=False):
+        if not txn.put(key, encode(key, record), db=dbs[0], overwrite=False):
             return False  # the first registration wins; nothing else is written
         _put(txn, dbs, record, kind, {}, record_written=True)
         return True
@@ -204,26 +136,14 @@ def update_op(
     key = order_req_id.encode()
 
     def op(txn: Txn) -> OrderRecord:
-        current = _unpack(txn.get(key, db=dbs[0]))
+        current = decode(key, txn.get(key, db=dbs[0]))
         if current is None:
             raise KeyError(f"no idempotency record for order {order_req_id!r}")
-        new = dataclasses.replace(change(current), version=current.version + 1, updated_at=clock())
+        new = evolve(change(current), version=current.version + 1, updated_at=clock())
         _put(txn, dbs, new, kind, detail or {})
         return new
 
     return op
-
-
-def add_fills(record: OrderRecord, fills: Iterable[OrderFill]) -> OrderRecord:
-    """``record`` with the fills whose trade id it does not hold yet (pure)."""
-    merged = dict(record.fills)
-    for fill in fills:
-        merged.setdefault(fill.trade_id, fill)
-    if len(merged) == len(record.fills):
-        return record
-    filled = sum((f.amount for f in merged.values()), ZERO)
-    fee = sum((f.fee for f in merged.values()), ZERO)
-    return dataclasses.replace(record, fills=merged, filled=filled, fee=fee)
 
 
 def record_fills_op(
@@ -239,7 +159,7 @@ def record_fills_op(
     key = order_req_id.encode()
 
     def op(txn: Txn) -> tuple[OrderRecord, list[OrderFill]]:
-        current = _unpack(txn.get(key, db=dbs[0]))
+        current = decode(key, txn.get(key, db=dbs[0]))
         if current is None:
             raise KeyError(f"no idempotency record for order {order_req_id!r}")
         new = [
@@ -247,9 +167,7 @@ def record_fills_op(
         ]
         if not new:
             return current, []
-        record = dataclasses.replace(
-            add_fills(current, new), version=current.version + 1, updated_at=clock()
-        )
+        record = evolve(add_fills(current, new), version=current.version + 1, updated_at=clock())
         _put(txn, dbs, record, "fills", {"trade_ids": [f.trade_id for f in new]})
         return record, new
 
@@ -292,7 +210,7 @@ class OrderStore:
     def get(self, order_req_id: str) -> OrderRecord | None:
         """The record of ``order_req_id``, or None."""
         key, db = order_req_id.encode(), self._records
-        return self.storage.read(lambda txn: _unpack(txn.get(key, db=db)))
+        return self.storage.read(lambda txn: decode(key, txn.get(key, db=db)))
 
     def by_exchange_id(
         self, exchange: str, symbol: str, exchange_order_id: str
@@ -306,7 +224,7 @@ class OrderStore:
 
         def op(txn: Txn) -> OrderRecord | None:
             owner = txn.get(key, db=index)
-            return None if owner is None else _unpack(txn.get(owner, db=records))
+            return None if owner is None else decode(owner, txn.get(owner, db=records))
 
         return self.storage.read(op)
 
@@ -318,8 +236,8 @@ class OrderStore:
 
         def op(txn: Txn) -> list[OrderRecord]:
             out = []
-            for _, raw in txn.cursor(db=db):
-                record = _unpack(raw)
+            for key, raw in txn.cursor(db=db):
+                record = decode(key, raw)
                 assert record is not None
                 if status is not None and record.status != status:
                     continue

@@ -28,7 +28,6 @@ Placement invariants:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,8 +59,8 @@ from phalanx.protocols.trading import (
     OrderStatus,
     OrderUpdate,
 )
-from phalanx.runtime import Actor, Timer, trace_scope
-from phalanx.storage._orders import OrderRecord, OrderStore, add_fills
+from phalanx.runtime import Actor, Timer, current_trace, trace_scope
+from phalanx.storage._orders import OrderRecord, OrderStore, add_fills, evolve
 from phalanx.supervision import ErrorClass, classify
 
 __all__ = ["CRASH_POINTS", "OrderActor", "OrderServices", "snapshot_of"]
@@ -149,6 +148,17 @@ def snapshot_of(record: OrderRecord) -> OrderSnapshot:
     )
 
 
+_SNAPSHOT_FIELDS = ("order_req_id", "client_order_id", "exchange_order_id", "status", "symbol",
+                    "side", "amount", "filled", "fee", "fills", "external")  # fmt: skip
+
+
+def _shows_same(a: OrderRecord, b: OrderRecord) -> bool:
+    """True if every field :func:`snapshot_of` reads is the same object in both records
+    (then their snapshots are equal); records are never changed in place."""
+    da, db = a.__dict__, b.__dict__
+    return all(da[name] is db[name] for name in _SNAPSHOT_FIELDS)
+
+
 class OrderActor(Actor):
     """One order's state machine; see the module docstring for its invariants."""
 
@@ -173,6 +183,7 @@ class OrderActor(Actor):
         self._gone_since = 0.0
         self._venue_filled: Decimal | None = None  # executed quantity the venue last reported
         self._timer: Timer | None = None
+        self._snap: tuple[OrderRecord, OrderSnapshot] | None = None  # (record, its snapshot)
         self._seq = 0
         self._driven = False
         self._done = False
@@ -233,7 +244,7 @@ class OrderActor(Actor):
     def snapshot(self) -> OrderSnapshot:
         """This order's :class:`OrderSnapshot` (status ``new`` before registration)."""
         if self.record is not None:
-            return snapshot_of(self.record)
+            return self._snapshot_of_record()
         i = self.intent
         return OrderSnapshot(
             order_req_id=i.order_req_id, client_order_id=client_order_id(i.order_req_id, 0),
@@ -331,7 +342,7 @@ class OrderActor(Actor):
             if nxt is None:
                 return
             self.record = self.store.update(
-                rec.order_req_id, lambda r: dataclasses.replace(r, status=nxt), kind, error=error
+                rec.order_req_id, lambda r: evolve(r, status=nxt), kind, error=error
             )
             self._notify()
         self._misses, self._interval = 0, self.services.lookup_interval_s
@@ -386,7 +397,7 @@ class OrderActor(Actor):
             nxt = self._advance("abandon")
             if nxt is not None:
                 self.record = self.store.update(
-                    rec.order_req_id, lambda r: dataclasses.replace(r, status=nxt), "abandoned"
+                    rec.order_req_id, lambda r: evolve(r, status=nxt), "abandoned"
                 )
                 self._say("info", "order_cancel", reason="never_placed", misses=self._misses)
                 self._notify()
@@ -482,7 +493,7 @@ class OrderActor(Actor):
         cid = client_order_id(rec.order_req_id, gen)
         self.record = self.store.update(
             rec.order_req_id,
-            lambda r: dataclasses.replace(r, status=nxt, generation=gen, client_order_id=cid),
+            lambda r: evolve(r, status=nxt, generation=gen, client_order_id=cid),
             "regenerated",
             misses=self._misses,
         )
@@ -516,9 +527,11 @@ class OrderActor(Actor):
         if planned != rec:
             new = [f for tid, f in planned.fills.items() if tid not in rec.fills]
             vf = self._venue_filled
+            # plan_reply is pure: the stored record still being ``rec`` (the store's
+            # decode memo hands back this very object) gives ``planned`` again.
             self.record = self.store.update(
                 rec.order_req_id,
-                lambda r: plan_reply(r, reply, fills, vf)[0],
+                lambda r: planned if r is rec else plan_reply(r, reply, fills, vf)[0],
                 kind,
                 venue_status=reply.status,
                 venue_filled=str(executed),
@@ -639,7 +652,7 @@ class OrderActor(Actor):
         new = [f for f in add_fills(rec, fills).fills.values() if f.trade_id not in rec.fills]
         self.record = self.store.update(
             rec.order_req_id,
-            lambda r: dataclasses.replace(add_fills(r, fills), status=nxt),
+            lambda r: evolve(add_fills(r, fills), status=nxt),
             "venue_gone",
             misses=self._gone,
             trade_ids=[f.trade_id for f in new],
@@ -656,7 +669,7 @@ class OrderActor(Actor):
             return
         self.record = self.store.update(
             rec.order_req_id,
-            lambda r: dataclasses.replace(r, status=nxt),
+            lambda r: evolve(r, status=nxt),
             "rejected",
             error_type=type(exc).__name__,
             error=str(exc)[:300],
@@ -731,7 +744,7 @@ class OrderActor(Actor):
         if taken:
             self.record = self.store.update(
                 rec.order_req_id,
-                lambda r: dataclasses.replace(r, sunk=(*r.sunk, *taken)),
+                lambda r: evolve(r, sunk=(*r.sunk, *taken)),
                 "fills_sunk",
                 trade_ids=taken,
                 dead_lettered=dead,
@@ -751,7 +764,7 @@ class OrderActor(Actor):
         if not rec.cancel_requested:
             self.record = self.store.update(
                 rec.order_req_id,
-                lambda r: dataclasses.replace(r, cancel_requested=True),
+                lambda r: evolve(r, cancel_requested=True),
                 "cancel_requested",
                 reason=reason,
             )
@@ -771,7 +784,7 @@ class OrderActor(Actor):
             if nxt is None:
                 return
             self.record = rec = self.store.update(
-                rec.order_req_id, lambda r: dataclasses.replace(r, status=nxt), "canceling"
+                rec.order_req_id, lambda r: evolve(r, status=nxt), "canceling"
             )
             self._notify()
         request = CancelOrder(symbol=rec.symbol, id=rec.exchange_order_id)
@@ -826,7 +839,11 @@ class OrderActor(Actor):
 
     def _say(self, level: str, event: str, **fields: Any) -> None:
         """Log to the ``order`` taxonomy with the trace ids as they are now."""
-        with trace_scope(self._trace()):
+        ids, bound = self._trace(), current_trace()
+        if all(bound.get(k) == v for k, v in ids.items()):  # scoping them changes nothing
+            getattr(self._log, level)(event, **fields)
+            return
+        with trace_scope(ids):
             getattr(self._log, level)(event, **fields)
 
     def _rec(self) -> OrderRecord:
@@ -865,7 +882,15 @@ class OrderActor(Actor):
 
     def _notify(self) -> None:
         if self.intent.notify and self.record is not None:
-            self.system.tell(self.intent.notify, OrderUpdate(snapshot=snapshot_of(self.record)))
+            self.system.tell(self.intent.notify, OrderUpdate(snapshot=self._snapshot_of_record()))
+
+    def _snapshot_of_record(self) -> OrderSnapshot:
+        # The update told to notify and the GetOrder after it (often after the sunk
+        # marker, which the snapshot does not show) show one snapshot: built once.
+        rec = self._rec()
+        if self._snap is None or not _shows_same(self._snap[0], rec):
+            self._snap = (rec, snapshot_of(rec))
+        return self._snap[1]
 
     def _schedule(self, delay: float) -> None:
         self._cancel_timer()

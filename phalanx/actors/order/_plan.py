@@ -8,7 +8,6 @@ together, so a crash can never leave an acknowledged order without its fills.
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 
 from phalanx.actors.order._ids import generation_of
@@ -16,7 +15,7 @@ from phalanx.actors.order._machine import OrderEvent, reply_event, transition
 from phalanx.errors import InvalidTransition
 from phalanx.protocols.exchange import OrderReply
 from phalanx.protocols.trading import OrderFill, OrderStatus
-from phalanx.storage._orders import OrderRecord, add_fills
+from phalanx.storage._orders import OrderRecord, add_fills, evolve
 
 __all__ = ["FINAL_EVENTS", "plan_reply"]
 
@@ -58,14 +57,12 @@ def plan_reply(
         found = generation_of(record.order_req_id, reply.client_order_id)
         if found is not None:  # an earlier generation turned up after all
             cid, gen = reply.client_order_id, found
-    merged = add_fills(
-        dataclasses.replace(
-            record, exchange_order_id=reply.id, client_order_id=cid, generation=gen
-        ),
-        fills,
-    )
+    merged = add_fills(record, fills)
     for _ in range(len(merged.fills) - len(record.fills)):
         status = step(status, "fill")
     if final and merged.filled >= venue_filled:
         status = step(status, event)
-    return dataclasses.replace(merged, status=status), refused
+    planned = evolve(
+        merged, exchange_order_id=reply.id, client_order_id=cid, generation=gen, status=status
+    )
+    return planned, refused
