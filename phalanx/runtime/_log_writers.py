@@ -138,6 +138,45 @@ class HandlerWriter:
             self.handler.release()
 
 
+class ImmediateWriter:
+    """structlog's wrapped logger for a synchronous taxonomy: renders and writes in the call.
+
+    It takes what :class:`BufferedWriter` takes (an event dict, or what
+    ``render`` expands into one) but renders it and writes it through
+    ``writer`` (one write and one flush) before the logging call returns, so
+    a SIGKILL loses no line. Its point is the logger in front of it: the
+    short path of the buffered taxonomies, instead of structlog's processor
+    chain (measured on the Order actor's four lines per order: ~0.5 ms of
+    ~1.8 ms CPU per order went to logging through the chain).
+    """
+
+    def __init__(self, writer: HandlerWriter, render: Callable[[Any], str]) -> None:
+        self.writer = writer
+        self._render = render
+
+    def msg(self, event_dict: Any) -> None:
+        """Render one line and write it now (never raises: errors go to stderr)."""
+        try:
+            line = self._render(event_dict)
+        except Exception as exc:  # logging must never break anyone
+            self.writer.errors.report("render a line for", exc)
+            return
+        self.writer.write_lines((line,))
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+    def flush(self) -> None:
+        """Nothing is queued: every line was written by its call."""
+
+    def rollover(self) -> None:
+        """Rotate now (see :meth:`HandlerWriter.rollover`)."""
+        self.writer.rollover()
+
+    def close(self) -> None:
+        """Close the file; later lines are dropped."""
+        self.writer.close()
+
+
 class BufferedWriter:
     """structlog's wrapped logger for a buffered taxonomy: queues event dicts for a writer thread.
 

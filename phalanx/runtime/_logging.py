@@ -16,7 +16,9 @@ Invariants:
   rotation errors are reported on stderr (once per distinct error);
 - ``order`` and ``audit`` lines (what was sent to a venue, dead letters and
   operator actions: the forensic trail) are written and flushed to the OS by
-  the logging call itself, so a SIGKILL loses none; the :data:`BUFFERED`
+  the logging call itself, so a SIGKILL loses none (they take the same short
+  path as the buffered taxonomies below, rendered in the call by an
+  ``ImmediateWriter``); the :data:`BUFFERED`
   taxonomies (tracer, decision, health: the hot-path observability) are
   rendered and written by a writer thread in batches, in order, within
   ``buffer_interval_s``, and all of them by :meth:`LogManager.close` (see
@@ -63,7 +65,13 @@ from structlog.typing import EventDict, FilteringBoundLogger
 from phalanx.runtime._context import _path as _path_var
 from phalanx.runtime._context import _trace as _trace_var
 from phalanx.runtime._context import current_path, current_trace
-from phalanx.runtime._log_writers import BufferedWriter, HandlerWriter, gz_namer, gz_rotator
+from phalanx.runtime._log_writers import (
+    BufferedWriter,
+    HandlerWriter,
+    ImmediateWriter,
+    gz_namer,
+    gz_rotator,
+)
 
 __all__ = ["BUFFERED", "MASK", "TAXONOMIES", "LogManager", "mask_secrets", "mask_value"]
 
@@ -122,9 +130,6 @@ def _dumps(obj: Any, **_kwargs: Any) -> str:
         return _encode(obj)
     except (TypeError, ValueError):
         return json.dumps(obj, default=repr)
-
-
-_RENDER = structlog.processors.JSONRenderer(serializer=_dumps)
 
 
 _second: list[tuple[int, str]] = [(-1, "")]  # the last second formatted, swapped whole
@@ -434,9 +439,8 @@ class LogManager:
             self.add_secret(value)
         self._closed = False
         self.handlers: dict[str, logging.handlers.TimedRotatingFileHandler] = {}
-        self._writers: dict[str, HandlerWriter | BufferedWriter] = {}
+        self._writers: dict[str, ImmediateWriter | BufferedWriter] = {}
         self._loggers: dict[str, FilteringBoundLogger] = {}
-        wrapper = structlog.make_filtering_bound_logger(level)
         buffered_wrapper = _buffered_logger_class(level)
         exceptions = structlog.processors.ExceptionRenderer(
             ExceptionDictTransformer(show_locals=False, use_rich=False)  # locals hold keys
@@ -453,13 +457,14 @@ class LogManager:
             handler.rotator = gz_rotator
             self.handlers[taxonomy] = handler
             direct = HandlerWriter(handler)
-            writer: HandlerWriter | BufferedWriter = direct
             # Context and exceptions always on the logging thread (contextvars and
             # sys.exc_info() belong to it); masking after exception rendering, so
-            # exception text is masked too.
+            # exception text is masked too. Every taxonomy takes the short path
+            # (_Capture + the fragment renderer): the buffered ones render on their
+            # writer thread, order and audit in the call (ImmediateWriter).
             context = _add_context(taxonomy, node)
-            processors: list[Any] = [context, exceptions, self._mask_and_stamp, _RENDER]
-            wrapper_class = wrapper
+            capture = _Capture(taxonomy, node, context, exceptions, lambda: self._secrets)
+            writer: ImmediateWriter | BufferedWriter
             if taxonomy in buffered:
                 writer = BufferedWriter(
                     direct,
@@ -467,9 +472,10 @@ class LogManager:
                     interval=buffer_interval_s,
                     name=f"phalanx-log:{node}:{taxonomy}",
                 )
-                capture = _Capture(taxonomy, node, context, exceptions, lambda: self._secrets)
-                processors = [capture]
-                wrapper_class = buffered_wrapper
+            else:
+                writer = ImmediateWriter(direct, self._render)
+            processors: list[Any] = [capture]
+            wrapper_class = buffered_wrapper
             self._writers[taxonomy] = writer
             # A concrete bound logger, not wrap_logger's lazy proxy (which
             # rebuilds a logger on every call and consults global config).
@@ -509,7 +515,7 @@ class LogManager:
     def _line_text_general(self, event_dict: EventDict) -> str:
         masked = self._mask(event_dict)
         masked["ts"] = _iso(event_dict["ts"])
-        return _encode_line(masked)  # what _RENDER does, typed as str
+        return _encode_line(masked)  # what structlog's JSONRenderer(serializer=_dumps) does
 
     def _line_text(self, event_dict: EventDict) -> str:
         """:meth:`_line_text_general`'s text, made from cached ``"key": "value"`` fragments.
@@ -568,12 +574,6 @@ class LogManager:
                 fragments.clear()  # unique ids would fill it: start over
             fragments[key, value] = fragment
         return fragment
-
-    def _mask_and_stamp(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
-        masked = self._mask(event_dict)
-        # Stamped after masking: the ":" in a timestamp would run the inline regex.
-        masked["ts"] = _iso(time.time())
-        return masked
 
     def _mask(self, event_dict: EventDict) -> EventDict:
         # mask_secrets, unrolled for the top level (what every line is made of):
