@@ -255,10 +255,9 @@ def run(args: argparse.Namespace) -> int:
         archived = _archive_stale_state(var_dir) if _embedded_trading(config) else None
         system = ActorSystem(name=config.name, var_dir=var_dir)
         if config.venue is not None and config.venue.enabled:
-            paper = PaperVenue(config.venue.seed, port=config.venue.port,
-                               auto_step_s=config.venue.step_s)  # fmt: skip
-            paper.engine.fee_in_base = config.venue.fee_in_base  # before any order
-            venue = paper.start()  # set once started: stop() waits for a started server
+            venue = PaperVenue(config.venue.seed, port=config.venue.port,
+                               auto_step_s=config.venue.step_s,
+                               fee_in_base=config.venue.fee_in_base).start()  # fmt: skip
         with system:
             (var_dir / "node.pid").write_text(f"{os.getpid()}\n")
             (var_dir / "node.cmd").write_text(json.dumps(_restart_command(args, var_dir)) + "\n")

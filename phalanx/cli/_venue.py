@@ -39,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            venue = PaperVenue(args.seed, port=args.port, keys={key: secret}, auto_step_s=args.step)
-            venue.engine.fee_in_base = args.fee_in_base  # before it serves any order
+            venue = PaperVenue(
+                args.seed, port=args.port, keys={key: secret}, auto_step_s=args.step,
+                fee_in_base=args.fee_in_base,
+            )  # fmt: skip
         except OSError as exc:
             raise ConfigError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from exc
         with venue:

@@ -65,9 +65,11 @@ class PaperVenue:
         port: int = 0,
         keys: Mapping[str, str] | None = None,
         auto_step_s: float | None = None,
+        fee_in_base: bool = False,
     ) -> None:
         self.keys = dict(keys or {"paper-key": "paper-secret"})
-        self.engine = MatchingEngine(seed, accounts=tuple(self.keys))
+        # fee_in_base: buys pay the fee in the base asset (Binance without BNB).
+        self.engine = MatchingEngine(seed, accounts=tuple(self.keys), fee_in_base=fee_in_base)
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
