@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -75,7 +76,7 @@ class PaperVenue:
         self._arrived = threading.Condition(self._lock)
         self.requests: list[dict[str, Any]] = []
         self._closing = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self._stepper: threading.Thread | None = None
@@ -262,6 +263,18 @@ def _exchange_info(engine: MatchingEngine) -> dict[str, Any]:
         "rateLimits": [],
         "symbols": symbols,
     }
+
+
+class _Server(ThreadingHTTPServer):
+    """The stdlib server, quiet about clients that hang up mid-reply."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that closed its connection (a timed-out ccxt call, a node
+        # shutting down) is not the venue's error: the stdlib would print a
+        # traceback for each. Anything else keeps the stdlib's report.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
