@@ -218,24 +218,36 @@ def saga_outcomes(storage: Storage) -> dict[str, int]:
     return journal.outcomes()
 
 
+def _ended(journal: SagaJournal, saga_id: str) -> SagaSnapshot | None:
+    """The snapshot of ``saga_id`` once it has ended and is finalized, else None."""
+    # Invariant: finalizing removes the saga from the active index in the
+    # commit that writes its final snapshot, so while it is indexed there is
+    # no snapshot worth unpacking: the snapshot is read once, at the end.
+    if journal.is_active(saga_id):
+        return None
+    raw = journal.load(saga_id)
+    state = SagaState.from_dict(raw) if raw is not None else None
+    return snapshot_of(state) if state is not None and not state.active else None
+
+
 def await_saga(system: ActorSystem, saga_id: str, timeout: float = 10.0) -> SagaSnapshot:
     """Wait until ``saga_id`` has ended and is finalized; its snapshot.
 
     Raises ``TimeoutError`` after ``timeout`` seconds (the saga keeps running).
     """
     journal = SagaJournal(system.storage)
+    deadline = time.monotonic() + timeout
+    ended = _ended(journal, saga_id)
+    if ended is not None:  # no subscription needed
+        return ended
     sub = system.events.subscribe(_END_KINDS)
     try:
-        deadline = time.monotonic() + timeout
         while True:
-            # Invariant: finalizing removes the saga from the active index in the
-            # commit that writes its final snapshot, so while it is indexed there
-            # is no snapshot worth unpacking: the snapshot is read once, at the end.
-            if not journal.is_active(saga_id):
-                raw = journal.load(saga_id)
-                state = SagaState.from_dict(raw) if raw is not None else None
-                if state is not None and not state.active:
-                    return snapshot_of(state)
+            # Checked after subscribing too: an end between the first check and
+            # the subscription is seen here, not waited for.
+            ended = _ended(journal, saga_id)
+            if ended is not None:
+                return ended
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raw = journal.load(saga_id)
