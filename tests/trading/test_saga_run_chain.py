@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from phalanx import ActorSystem, Retry
@@ -26,11 +28,10 @@ def _steps(n: int, action: Any) -> list[Step]:
     return [Step(f"s{i}", action, retry=ONCE) for i in range(n)]
 
 
-def test_immediate_steps_run_back_to_back_without_a_wake_per_step(system: ActorSystem) -> None:
-    start_saga_supervisor(system)
-    ran: list[str] = []
-    register_saga(SagaDefinition("chain", _steps(5, lambda ctx: ran.append(ctx.step) or {})))
-    wakes: list[Any] = []
+@contextlib.contextmanager
+def _counting_wakes() -> Iterator[list[SagaWake]]:
+    """Every SagaWake a Saga actor handles while the block runs."""
+    wakes: list[SagaWake] = []
     original = saga_actor.SagaActor.on_receive
 
     def counting(self: saga_actor.SagaActor, message: Any) -> Any:
@@ -40,10 +41,18 @@ def test_immediate_steps_run_back_to_back_without_a_wake_per_step(system: ActorS
 
     saga_actor.SagaActor.on_receive = counting  # type: ignore[method-assign]
     try:
-        start_saga(system, "chain", "c-1", {})
-        assert await_saga(system, "c-1", timeout=10).status == "completed"
+        yield wakes
     finally:
         saga_actor.SagaActor.on_receive = original  # type: ignore[method-assign]
+
+
+def test_immediate_steps_run_back_to_back_without_a_wake_per_step(system: ActorSystem) -> None:
+    start_saga_supervisor(system)
+    ran: list[str] = []
+    register_saga(SagaDefinition("chain", _steps(5, lambda ctx: ran.append(ctx.step) or {})))
+    with _counting_wakes() as wakes:
+        start_saga(system, "chain", "c-1", {})
+        assert await_saga(system, "c-1", timeout=10).status == "completed"
     assert ran == ["s0", "s1", "s2", "s3", "s4"]
     assert len(wakes) == 1  # the first one, from on_start; the chain and the end ran in it
 
@@ -54,20 +63,9 @@ def test_a_chain_longer_than_the_budget_yields_its_mailbox_once_per_budget(
     start_saga_supervisor(system)
     steps = saga_actor._RUN_BUDGET + 3
     register_saga(SagaDefinition("long-chain", _steps(steps, lambda ctx: {})))
-    wakes: list[Any] = []
-    original = saga_actor.SagaActor.on_receive
-
-    def counting(self: saga_actor.SagaActor, message: Any) -> Any:
-        if isinstance(message, SagaWake):
-            wakes.append(message)
-        return original(self, message)
-
-    saga_actor.SagaActor.on_receive = counting  # type: ignore[method-assign]
-    try:
+    with _counting_wakes() as wakes:
         start_saga(system, "long-chain", "lc-1", {})
         snap = await_saga(system, "lc-1", timeout=10)
-    finally:
-        saga_actor.SagaActor.on_receive = original  # type: ignore[method-assign]
     assert snap.status == "completed"
     assert len(wakes) == 2  # on_start's, then one after _RUN_BUDGET commands
 
