@@ -116,10 +116,14 @@ class OrderSnapshot(Message):
     amount: Decimal
     filled: Decimal
     average: Decimal | None
+    # The fills' fees added up as numbers, each in its own fee_currency: a buy
+    # paying in the base and a sell in the quote differ, and an order whose
+    # fills paid in two currencies (BNB ran out) mixes them. ``fees`` is exact.
     fee: Decimal
     fills: list[OrderFill] = []
     external: bool = False  # adopted by reconciliation: the node did not place it
     terminal: bool = False  # filled, canceled, rejected or expired
+    fees: dict[str, Decimal] = {}  # fee per currency ("" when the venue named none)
 
 
 class OrderUpdate(Message):

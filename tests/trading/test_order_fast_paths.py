@@ -16,8 +16,9 @@ import pytest
 
 from phalanx import ActorSystem
 from phalanx.actors.order import client_order_id, snapshot_of
-from phalanx.actors.order._order import _shows_same
+from phalanx.actors.order._order import _fees_by_currency, _shows_same
 from phalanx.actors.venue import PaperVenue
+from phalanx.protocols.trading import OrderFill
 from phalanx.storage._order_record import decode, encode, evolve
 from phalanx.storage._orders import OrderRecord
 from tests.trading.test_order_actor import Rig
@@ -28,7 +29,7 @@ _FIELDS = {
     "order_attempt": {"generation", "symbol", "side", "type", "amount", "price", "blind_resend"},
     "order_ack": {"venue_status", "generation", "filled"},
     "order_fill": {"trade_id", "price", "amount", "fee", "fee_currency", "status", "filled"},
-    "order_done": {"status", "filled", "fee", "fills", "generation"},
+    "order_done": {"status", "filled", "fee", "fees", "fills", "generation"},
 }
 
 
@@ -97,3 +98,37 @@ def test_a_record_shows_the_same_snapshot_only_while_every_field_it_shows_is_kep
     assert copy is not None
     assert not _shows_same(record, copy)
     assert snapshot_of(copy) == snapshot_of(record)
+
+
+def test_a_base_fee_buy_reports_its_fee_per_currency_in_the_snapshot_and_order_done(
+    system: ActorSystem,
+) -> None:
+    with PaperVenue(seed=7, fee_in_base=True) as venue:
+        rig = Rig(system, venue)
+        ask = Decimal(venue.engine.ticker("BTCUSDT")["askPrice"])
+        record = rig.run(rig.intent("bf1", type="limit", amount="0.01", price=ask + 10))
+        [fill] = record.fills.values()
+        assert fill.fee_currency == "BTC"
+        assert fill.fee > 0
+        snap = snapshot_of(record)
+        assert snap.fees == {"BTC": fill.fee}
+        done = _order_lines(system, "bf1")[-1]
+        assert done["event"] == "order_done"
+        assert done["fees"] == {"BTC": str(fill.fee)}
+        system.stop("/orders")
+        system.stop("/exchanges")
+
+
+def test_fees_are_added_up_per_currency_and_a_fee_of_zero_names_none() -> None:
+    def fill(trade_id: str, fee: str, currency: str | None) -> OrderFill:
+        return OrderFill(
+            trade_id=trade_id, order_req_id="m1", exchange_order_id="1", symbol="BTC/USDT",
+            side="buy", price=Decimal("100"), amount=Decimal("0.01"), fee=Decimal(fee),
+            fee_currency=currency,
+        )  # fmt: skip
+
+    fills = [fill("1", "0.5", "BNB"), fill("2", "0.00001", "BTC"), fill("3", "0.25", "BNB"),
+             fill("4", "0", "USDT"), fill("5", "0.1", None)]  # fmt: skip
+    assert _fees_by_currency(fills) == {
+        "BNB": Decimal("0.75"), "BTC": Decimal("0.00001"), "": Decimal("0.1"),
+    }  # fmt: skip

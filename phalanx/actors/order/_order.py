@@ -29,7 +29,7 @@ Placement invariants:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -145,7 +145,18 @@ def snapshot_of(record: OrderRecord) -> OrderSnapshot:
         fills=fills,
         external=record.external,
         terminal=record.terminal,
+        fees=_fees_by_currency(fills),
     )
+
+
+def _fees_by_currency(fills: Iterable[OrderFill]) -> dict[str, Decimal]:
+    """The fills' fees per fee currency (``""`` for a fill whose venue named none)."""
+    fees: dict[str, Decimal] = {}
+    for fill in fills:
+        if fill.fee:
+            currency = fill.fee_currency or ""
+            fees[currency] = fees.get(currency, ZERO) + fill.fee
+    return fees
 
 
 _SNAPSHOT_FIELDS = ("order_req_id", "client_order_id", "exchange_order_id", "status", "symbol",
@@ -831,6 +842,7 @@ class OrderActor(Actor):
         self._cancel_timer()
         self._say(
             "info", "order_done", status=rec.status, filled=str(rec.filled), fee=str(rec.fee),
+            fees={c: str(v) for c, v in _fees_by_currency(rec.fills.values()).items()},
             fills=len(rec.fills), generation=rec.generation,
         )  # fmt: skip
         self.stop()
