@@ -7,8 +7,8 @@ read-modify-write of this record inside a write transaction). Measured on
 ~20 us (:func:`encode`); decoding (msgpack, Decimals, one validated ``OrderFill``) ~55 us.
 
 Invariants:
-- :func:`evolve` gives the record ``dataclasses.replace`` gives (equal
-  fields, same type); unknown field names raise ``TypeError`` as it does;
+- :func:`~phalanx._evolve.evolve` (re-exported) gives the record
+  ``dataclasses.replace`` gives; OrderRecord has no ``__post_init__``;
 - :meth:`OrderRecord.to_wire` gives the dict the generic field walk with
   ``OrderFill.model_dump(mode="json")`` gives, key order included, and
   :func:`encode` packs it to the same bytes, so the stored bytes do not change
@@ -29,6 +29,7 @@ from typing import Any
 
 import msgpack
 
+from phalanx._evolve import evolve
 from phalanx.protocols.trading import OrderFill, OrderStatus
 
 __all__ = [
@@ -131,22 +132,6 @@ def _fill_wire(fill: OrderFill) -> dict[str, Any]:
             return fill.model_dump(mode="json")
         out[name] = value
     return out
-
-
-def evolve(record: OrderRecord, **changes: Any) -> OrderRecord:
-    """``dataclasses.replace(record, **changes)`` without re-running ``__init__``.
-
-    OrderRecord has no ``__post_init__``, no ``InitVar`` and no ``init=False``
-    field, so copying the field dict is what ``replace`` amounts to.
-    """
-    unknown = changes.keys() - _NAME_SET
-    if unknown:
-        raise TypeError(f"OrderRecord has no field(s) {sorted(unknown)}")
-    new: OrderRecord = object.__new__(OrderRecord)
-    values = new.__dict__
-    values.update(record.__dict__)
-    values.update(changes)
-    return new
 
 
 def add_fills(record: OrderRecord, fills: Iterable[OrderFill]) -> OrderRecord:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from phalanx._evolve import evolve_validated
 from phalanx.errors import ConfigError
 from phalanx.supervision._policy import Breaker, Directive, Retry
 
@@ -116,11 +117,5 @@ def dynamic_child_spec(
     """
     if type(template) is not ChildSpec:  # a subclass may validate more: take the full path
         return replace(template, id=id, args=args, kwargs=kwargs)
-    _check_id(id)
-    spec = object.__new__(ChildSpec)
-    fields = spec.__dict__  # frozen: assigned through __dict__, as object.__setattr__ would
-    fields.update(template.__dict__)
-    fields["id"] = id
-    fields["args"] = args
-    fields["kwargs"] = kwargs
-    return spec
+    _check_id(id)  # what __post_init__ checks of the changed fields (args/kwargs: nothing)
+    return evolve_validated(template, id=id, args=args, kwargs=kwargs)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+from phalanx._evolve import evolve
 from phalanx.actors.saga._definition import TERMINAL, SagaDefinition, SagaStatus
 from phalanx.actors.saga._protocol import Command, command_from_dict, command_to_dict
 
-__all__ = ["Plan", "SagaState", "StepState", "evolve", "new_saga"]
-
-_R = TypeVar("_R", "SagaState", "StepState")
-_FIELDS: dict[type, tuple[str, ...]] = {}
+__all__ = ["Plan", "SagaState", "StepState", "evolve", "new_saga"]  # evolve: phalanx._evolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,34 +113,6 @@ class SagaState:
             created_at=raw["created_at"],
             updated_at=raw["updated_at"],
         )
-
-
-def evolve(record: _R, **changes: Any) -> _R:
-    """``dataclasses.replace`` for the two state records, without re-running ``__init__``.
-
-    Both are frozen dataclasses with no ``__post_init__`` and no init-only
-    fields, so a blank instance given the old values and the changes is what
-    ``replace`` builds. Measured (~55 calls per buy saga): ``replace`` ~11 µs
-    on a SagaState and ~6 µs on a StepState; this ~3 µs and ~4.5 µs. An
-    unknown field name raises ``TypeError``, as ``replace`` does.
-    """
-    cls = type(record)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
-    if not changes.keys() <= set(names):
-        unknown = ", ".join(sorted(changes.keys() - set(names)))
-        raise TypeError(f"{cls.__name__} has no field {unknown}")
-    new = object.__new__(cls)
-    if cls is SagaState:  # a plain __dict__: copy it (frozen only guards setattr)
-        attrs = new.__dict__
-        attrs.update(record.__dict__)
-        attrs.update(changes)
-        return new
-    put = object.__setattr__  # StepState has __slots__
-    for name in names:
-        put(new, name, changes[name] if name in changes else getattr(record, name))
-    return new
 
 
 class Plan(NamedTuple):
