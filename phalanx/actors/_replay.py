@@ -306,8 +306,7 @@ def _ledger(
 
 def _sink_refuses(fill: OrderFill) -> str | None:
     try:
-        ledger_fill_from(fill)
-        position_terms(fill)
+        ledger_fill_from(fill)  # its checks include the Position's (check_fee)
     except PhalanxError as exc:
         return str(exc)
     return None

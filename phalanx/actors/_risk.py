@@ -266,19 +266,11 @@ class Risk(Actor):
     # --- messages --------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        handler = self._handlers.get(type(message))
-        if handler is not None:  # the hot messages, by exact type
+        handler = self._handlers.get(type(message))  # by exact type: the hot path
+        if handler is None:  # a subclass of one of them
+            handler = next((h for t, h in self._handlers.items() if isinstance(message, t)), None)
+        if handler is not None:
             return handler(message)
-        if isinstance(message, RiskCheck):
-            return self._check(message)
-        if isinstance(message, ReserveFunds):
-            return self._reserve(message)
-        if isinstance(message, ReleaseFunds):
-            return self._release(message)
-        if isinstance(message, FundsAtVenue):
-            return self._at_venue(message)
-        if isinstance(message, PnlUpdate):
-            return self._pnl(message)
         if isinstance(message, SetTradingState):
             self._set_state(message.state, message.reason or "requested")
             return None

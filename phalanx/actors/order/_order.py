@@ -842,7 +842,7 @@ class OrderActor(Actor):
         self._cancel_timer()
         self._say(
             "info", "order_done", status=rec.status, filled=str(rec.filled), fee=str(rec.fee),
-            fees={c: str(v) for c, v in _fees_by_currency(rec.fills.values()).items()},
+            fees={c: str(v) for c, v in self._snapshot_of_record().fees.items()},
             fills=len(rec.fills), generation=rec.generation,
         )  # fmt: skip
         self.stop()

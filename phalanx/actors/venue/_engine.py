@@ -301,15 +301,11 @@ class MatchingEngine:
     def _fill(self, order: _Order, price: Decimal, qty: Decimal, *, maker: bool) -> None:
         m, account = order.market, order.account
         notional = price * qty
-        fee = (notional * (self.maker_fee if maker else self.taker_fee)).quantize(
-            D("1e-8"), rounding=ROUND_DOWN
-        )
-        fee_asset = m.quote
-        if order.side == "BUY" and self.fee_in_base:
-            fee = (qty * (self.maker_fee if maker else self.taker_fee)).quantize(
-                D("1e-8"), rounding=ROUND_DOWN
-            )
-            fee_asset = m.base
+        rate = self.maker_fee if maker else self.taker_fee
+        in_base = order.side == "BUY" and self.fee_in_base
+        fee = ((qty if in_base else notional) * rate).quantize(D("1e-8"), rounding=ROUND_DOWN)
+        fee_asset = m.base if in_base else m.quote
+        if in_base:
             self._move(account, m.quote, locked=-notional)
             order.locked -= notional
             self._move(account, m.base, free=qty - fee)
