@@ -15,7 +15,7 @@ import pytest
 from phalanx.errors import StorageError
 from phalanx.runtime._actor import ActorKilled, interrupt_thread
 from phalanx.storage import Storage
-from phalanx.storage._env import _Call
+from phalanx.storage._sync import _Call
 
 
 @pytest.fixture

@@ -51,146 +51,27 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, InvalidStateError
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 import lmdb
 
 from phalanx.errors import StorageError
+from phalanx.storage._batch import _BatchCommit
+from phalanx.storage._sync import Txn, _Call, _Gate, _Item
 
 __all__ = ["Storage", "Txn"]
 
-if TYPE_CHECKING:
-    Txn: TypeAlias = lmdb.Transaction[bytes]  # buffers=False: values are bytes copies
-else:
-    Txn = lmdb.Transaction
-
 T = TypeVar("T")
-Op = Callable[[Txn], Any]
 
 _MAX_BATCH = 10_000  # ops per transaction; bounds commit latency and txn memory
 _FOLLOW_SLICE = 0.1  # s; a follower rechecks for a stranded lead this often
 _STOP = object()
 
 
-class _Call(Generic[T]):
-    """The future of one ``write_now``: the subset of ``Future`` the commit path uses.
-
-    Lighter than ``Future`` (no Condition: measured ~3 µs less per call), which
-    it can be because it has one waiter, its caller, who sleeps on ``_wake``
-    and is woken exactly once per sleep: by whoever resolved it (the
-    committing thread, after its whole batch), or by a leader passing it the
-    lead. Resolved once, by the thread holding the batch it is in (or, before
-    any batch took it, by its caller under ``_submit_lock``).
-    """
-
-    __slots__ = ("_state", "_value", "_wake")
-
-    def __init__(self) -> None:
-        self._state = _PENDING
-        self._value: Any = None
-        self._wake = threading.Lock()
-        self._wake.acquire()
-
-    def set_running_or_notify_cancel(self) -> bool:
-        """Mark it taken by a batch (a ``write_now`` is never cancelled): True."""
-        self._state = _RUNNING
-        return True
-
-    def running(self) -> bool:
-        """True once a batch took it, until resolved."""
-        return self._state == _RUNNING
-
-    def done(self) -> bool:
-        """True once resolved."""
-        return self._state >= _RESULT
-
-    def set_result(self, value: T) -> None:
-        """Resolve with the op's result."""
-        self._resolve(_RESULT, value)
-
-    def set_exception(self, exc: BaseException) -> None:
-        """Resolve with the op's exception."""
-        self._resolve(_ERROR, exc)
-
-    def _resolve(self, state: int, value: Any) -> None:
-        if self._state >= _RESULT:
-            raise InvalidStateError(f"write_now call already resolved: {self._value!r}")
-        self._value = value  # before the state: a reader seeing done() sees the value
-        self._state = state
-
-    def result(self) -> T:
-        """The op's result, or its exception raised (only once resolved)."""
-        if self._state == _ERROR:
-            raise self._value
-        value: T = self._value
-        return value
-
-    def sleep(self, timeout: float) -> bool:
-        """Block until woken (True) or ``timeout`` seconds pass (False)."""
-        return self._wake.acquire(timeout=max(timeout, 0.0))
-
-    def wake(self) -> None:
-        """Wake the sleeping caller (a no-op if a wake is already pending)."""
-        if self._wake.locked():
-            self._wake.release()
-
-
-_PENDING, _RUNNING, _RESULT, _ERROR = range(4)
-_Item = tuple[Op, "Future[Any] | _Call[Any]"]
-
-
-class _OpFailed(Exception):
-    """An op raised inside a batch: which one, and what."""
-
-    def __init__(self, index: int, exc: BaseException) -> None:
-        super().__init__(index, exc)
-        self.index = index
-        self.exc = exc
-
-
-class _Gate:
-    """Shared/exclusive gate: many readers, or one map remap (writer-preferring)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._exclusive = False  # held, or waiting for readers to drain
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive:
-                self._cond.wait()
-            self._exclusive = True
-            while self._readers:
-                self._cond.wait()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
-class Storage:
+class Storage(_BatchCommit):
     """The node's LMDB environment (``VAR/state.lmdb``) and its single writer.
 
     Writes go through :meth:`submit` / :meth:`write` (group-committed); reads
@@ -577,27 +458,6 @@ class Storage:
         except lmdb.Error as exc:
             raise self._translate(exc) from exc
 
-    def _translate(self, exc: BaseException) -> BaseException:
-        if isinstance(exc, lmdb.Error):
-            err = StorageError(f"LMDB error in {self.path}: {exc}")
-            err.__cause__ = exc
-            return err
-        return exc
-
-    def _adopt_map_size(self) -> None:
-        with self._gate.exclusive():
-            self._env.set_mapsize(0)
-            self._map_size = self._env.info()["map_size"]
-
-    def _grow(self) -> None:
-        new = self._map_size * 2
-        if new > self._max_map_size:
-            raise StorageError(f"LMDB map at {self.path} would exceed {self._max_map_size} bytes")
-        with self._gate.exclusive():
-            self._env.set_mapsize(new)
-            self._map_size = self._env.info()["map_size"]
-        self._stats["grows"] += 1
-
     def _run(self) -> None:
         """Writer loop: drain the queue into batches until the stop marker."""
         get, get_nowait = self._queue.get, self._queue.get_nowait
@@ -621,128 +481,3 @@ class Storage:
                     self._commit_as(batch)
             if item is _STOP:
                 return
-
-    def _process(self, items: list[_Item]) -> None:
-        """Commit ``items``; a failing op fails only its own future."""
-        while items:
-            failure = self._try_commit(items)
-            if failure is None:
-                return
-            index, exc = failure
-            if len(items) == 1:
-                self._fail(items[0][1], exc)
-                return
-            if index < 0:  # the commit itself failed: isolate every op
-                for item in items:
-                    self._process([item])
-                return
-            if index:
-                self._process(items[:index])  # these ran fine before the fault
-            self._process([items[index]])  # rerun alone, after its predecessors
-            items = items[index + 1 :]
-
-    def _try_commit(self, items: list[_Item]) -> tuple[int, BaseException] | None:
-        """Run ``items`` in one txn. None if committed, else (failed index or -1, exc)."""
-        while True:
-            try:
-                results = self._run_txn(items)
-            except _OpFailed as failed:
-                return failed.index, failed.exc
-            except lmdb.MapFullError:
-                try:
-                    self._grow()  # nothing was committed: retry the same batch
-                except (StorageError, lmdb.Error) as exc:
-                    return -1, exc
-                continue
-            except lmdb.MapResizedError:
-                self._adopt_map_size()
-                continue
-            except lmdb.Error as exc:
-                return -1, exc
-            break
-        try:
-            self._stats["commits"] += 1
-            self._stats["ops"] += len(items)
-            self._stats["max_batch"] = max(self._stats["max_batch"], len(items))
-        finally:
-            # Committed: every future gets its result, even if an interrupt
-            # lands here (it propagates once they are all set).
-            for (_, fut), result in zip(items, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
-            self._committing = None
-        return None
-
-    def _settle_committed(self) -> None:
-        """After an interrupt: resolve the ops of a txn that committed, futures not yet set.
-
-        An interrupt can land between ``txn.commit()`` returning and the
-        results reaching the futures; LMDB's last txn id tells whether that
-        txn committed. (A txn that wrote nothing does not advance it: its ops
-        then run again, which is the same as running them once.)
-        """
-        committing, self._committing = self._committing, None
-        if committing is None:
-            return
-        txn_id, items, results = committing
-        if self._env.info()["last_txnid"] < txn_id or len(results) != len(items):
-            return
-        for (_, fut), result in zip(items, results, strict=True):
-            if not fut.done():
-                fut.set_result(result)
-
-    def _run_txn(self, items: list[_Item]) -> list[Any]:
-        """Run and commit; on any exception the txn is aborted and nothing is kept."""
-        txn = self._env.begin(write=True)
-        committed = False
-        txn_id = -1
-        try:
-            txn_id = txn.id()  # a write txn's id: last committed + 1
-            if txn_id != self._cache_txnid + 1:
-                self._caches.clear()  # someone else committed since: stale
-            self._txn = txn
-            results: list[Any] = []
-            for index, (op, _) in enumerate(items):
-                try:
-                    results.append(op(txn))
-                except lmdb.MapFullError:
-                    raise
-                except Exception as exc:
-                    raise _OpFailed(index, exc) from exc
-                except BaseException as exc:
-                    if threading.current_thread() is not self._thread:
-                        raise  # raised in a caller's thread (an interrupt): its own
-                    # Nothing interrupts the writer: the op raised it; its owner gets it.
-                    raise _OpFailed(index, exc) from exc
-            for hook in list(self._hooks.values()):
-                try:
-                    hook(txn)
-                except lmdb.MapFullError:
-                    raise
-                except Exception as exc:
-                    raise _OpFailed(-1, exc) from exc  # -1: isolate every op
-                except BaseException as exc:
-                    if threading.current_thread() is not self._thread:
-                        raise
-                    raise _OpFailed(-1, exc) from exc
-            # Kept until the futures are set: an interrupt right after commit()
-            # returns is then settled by _settle_committed, not run twice.
-            self._committing = (txn_id, items, results)
-            txn.commit()
-            committed = True
-            return results
-        finally:
-            self._txn = None
-            self._hooks.clear()
-            if committed:
-                self._dbs.update(self._fresh)
-                self._cache_txnid = txn_id
-            else:
-                self._caches.clear()  # they may hold what this txn wrote
-                self._cache_txnid = -1
-                txn.abort()  # LMDB closes handles opened in an aborted txn
-            self._fresh.clear()
-
-    def _fail(self, fut: Future[Any] | _Call[Any], exc: BaseException) -> None:
-        self._stats["errors"] += 1
-        fut.set_exception(self._translate(exc))
