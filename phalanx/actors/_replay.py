@@ -49,6 +49,7 @@ from phalanx.actors.saga._state import SagaState
 from phalanx.errors import PhalanxError
 from phalanx.protocols.trading import OrderFill
 from phalanx.storage import Posting, Transaction, plan_fill
+from phalanx.storage._journal_prune import is_pruned
 
 __all__ = ["Difference", "LiveState", "ReplayReport", "ReplaySources", "replay", "replay_saga"]
 
@@ -122,6 +123,7 @@ class ReplayReport:
     sagas: int = 0
     positions: int = 0
     saga_outcomes: dict[str, int] = field(default_factory=dict)
+    pruned_sagas: int = 0  # compacted by journal retention: outcome from the snapshot
     differences: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -135,6 +137,7 @@ class ReplayReport:
         return {
             "match": self.match, "fills": self.fills, "sagas": self.sagas,
             "positions": self.positions, "saga_outcomes": dict(self.saga_outcomes),
+            "pruned_sagas": self.pruned_sagas,
             "differences": [d.to_dict() for d in self.differences], "notes": list(self.notes),
         }  # fmt: skip
 
@@ -379,6 +382,15 @@ def _sagas(src: ReplaySources, live: LiveState, out: ReplayReport) -> None:
         what = f"saga {saga_id}"
         if snap is None:
             out.differences.append(Difference("sagas", what, "a snapshot", "none"))
+        elif is_pruned(snap):
+            # Its records were dropped by retention: the outcome is the snapshot's.
+            status = str(snap.get("status"))
+            out.saga_outcomes[status] = out.saga_outcomes.get(status, 0) + 1
+            out.pruned_sagas += 1
+            if records:
+                out.differences.append(Difference("sagas", f"{what} journal", "pruned: no records",
+                                                  f"{len(records)} records"))  # fmt: skip
+            continue
         kind = src.saga_kinds.get(saga_id) or (snap or {}).get("kind") or ""
         if snap is not None and snap.get("kind") != kind:
             out.differences.append(Difference("sagas", f"{what} kind", kind, str(snap.get("kind"))))

@@ -28,6 +28,7 @@ EXIT_NO_NODE = 3
 _COMMANDS: dict[str, str] = {
     "run": "_run",
     "dlq": "_dlq",
+    "journal": "_journal",
     "venue": "_venue",
     "logs": "_logs",
     "ctl": "_ctl",

@@ -294,6 +294,8 @@ def load(var_dir: Path) -> Loaded:
 
 def _print(report: ReplayReport, loaded: Loaded, as_json: bool) -> None:
     counts = f"{report.fills} fills, {report.sagas} sagas, {report.positions} positions"
+    if report.pruned_sagas:
+        counts += f"; {report.pruned_sagas} sagas pruned by retention, outcome from the snapshot"
     if as_json:
         out = {**report.to_dict(), "errors": loaded.errors}
         out["match"] = report.match and not loaded.errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from phalanx.storage._deadletters import REASONS, DeadLetter, DeadLetterStore, Deliver
 from phalanx.storage._env import Storage, Txn
+from phalanx.storage._journal_prune import JournalPrune, prune_journal
 from phalanx.storage._ledger import Fill, Ledger, Posting, Transaction, plan_fill, plan_opening
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "DeadLetterStore",
     "Deliver",
     "Fill",
+    "JournalPrune",
     "Ledger",
     "Posting",
     "Storage",
@@ -19,4 +21,5 @@ __all__ = [
     "Txn",
     "plan_fill",
     "plan_opening",
+    "prune_journal",
 ]
