@@ -44,6 +44,10 @@ def add_parser(sub: Any) -> None:
         help="keep every saga that ended within this many days (0: prune every ended saga)",
     )  # fmt: skip
     prune.add_argument("--dry-run", action="store_true", help="count, do not delete")
+    prune.add_argument(
+        "--include-failed", action="store_true",
+        help="also prune compensation_failed sagas (kept by default: funds may be stuck)",
+    )  # fmt: skip
     prune.set_defaults(func=_prune)
 
 
@@ -113,12 +117,15 @@ def journal_stats(storage: Storage) -> dict[str, Any]:
 def _prune(args: argparse.Namespace) -> int:
     cutoff = time.time() - args.keep_days * _DAY_S
     with _storage(args.var_dir) as storage:
-        result = prune_journal(storage, ended_before=cutoff, dry_run=args.dry_run)
+        result = prune_journal(
+            storage, ended_before=cutoff, dry_run=args.dry_run, include_failed=args.include_failed
+        )
     if args.json:
         print(json.dumps({**result.to_dict(), "ended_before": cutoff}, indent=2))
     else:
         verb = "would prune" if args.dry_run else "pruned"
         print(f"{verb} {result.pruned} saga(s): {result.records_deleted} records, "
               f"{result.bytes_freed} bytes; kept {result.kept_recent} recent, "
-              f"{result.kept_running} running; {result.already_pruned} already pruned")  # fmt: skip
+              f"{result.kept_running} running, {result.kept_failed} compensation_failed; "
+              f"{result.already_pruned} already pruned")  # fmt: skip
     return 0

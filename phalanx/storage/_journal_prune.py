@@ -4,8 +4,10 @@ A saga's journal grows by one record per step transition (8-10 for a buy
 saga) and a snapshot holding every step's result; nothing else ever removes
 them, so a node that trades for months fills its map with finished history.
 :func:`prune_journal` deletes the step records of every saga that is
-**terminal, finalized, out of the active index and last updated before
-``ended_before``**, and replaces its snapshot with a compact one:
+**completed or compensated, finalized, out of the active index and last
+updated before ``ended_before``** (``compensation_failed`` ones only with
+``include_failed``: their funds may be stuck and someone must look), and
+replaces its snapshot with a compact one:
 
 - the same shape (``SagaState.from_dict`` reads it; ``await_saga``,
   ``GetSaga`` and the run summary work as before), with ``status``,
@@ -45,7 +47,8 @@ from phalanx.storage._env import Storage, Txn
 __all__ = ["JournalPrune", "compact_snapshot", "is_pruned", "prune_journal"]
 
 _JOURNAL, _SNAPSHOTS, _ACTIVE = "journal", "journal_snapshots", "journal_active"
-_ENDED = frozenset({"completed", "compensated", "compensation_failed"})
+_ENDED = frozenset({"completed", "compensated"})
+_FAILED = "compensation_failed"  # money may be stuck: kept unless asked (include_failed)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class JournalPrune:
     bytes_freed: int = 0  # keys + values deleted, minus the snapshots' shrink
     kept_running: int = 0  # active, not terminal or not finalized
     kept_recent: int = 0  # ended at or after the cutoff
+    kept_failed: int = 0  # compensation_failed, without include_failed
     already_pruned: int = 0
     dry_run: bool = False
     pruned_ids: list[str] = field(default_factory=list)  # the first 100
@@ -66,7 +70,8 @@ class JournalPrune:
         return {
             "pruned": self.pruned, "records_deleted": self.records_deleted,
             "bytes_freed": self.bytes_freed, "kept_running": self.kept_running,
-            "kept_recent": self.kept_recent, "already_pruned": self.already_pruned,
+            "kept_recent": self.kept_recent, "kept_failed": self.kept_failed,
+            "already_pruned": self.already_pruned,
             "dry_run": self.dry_run, "pruned_ids": list(self.pruned_ids),
         }  # fmt: skip
 
@@ -92,12 +97,18 @@ def compact_snapshot(snapshot: Mapping[str, Any], *, records: int, at: float) ->
     }
 
 
-def _prunable(snap: Mapping[str, Any], active: bool, ended_before: float) -> str:
-    """``prune``, or why not: ``running``, ``recent`` or ``pruned``."""
+def _prunable(
+    snap: Mapping[str, Any], active: bool, ended_before: float, include_failed: bool
+) -> str:
+    """``prune``, or why not: ``running``, ``failed``, ``recent`` or ``pruned``."""
     if is_pruned(snap):
         return "pruned"
-    if active or not snap.get("finalized") or snap.get("status") not in _ENDED:
+    status = snap.get("status")
+    ended = status in _ENDED or (status == _FAILED and include_failed)
+    if active or not snap.get("finalized") or not (ended or status == _FAILED):
         return "running"
+    if not ended:
+        return "failed"
     if float(snap.get("updated_at") or 0.0) >= ended_before:
         return "recent"
     return "prune"
@@ -108,10 +119,14 @@ def prune_journal(
     *,
     ended_before: float,
     dry_run: bool = False,
+    include_failed: bool = False,
     batch: int = 500,
     now: Callable[[], float] = time.time,
 ) -> JournalPrune:
     """Compact every saga that ended before ``ended_before`` (epoch seconds).
+
+    A ``compensation_failed`` saga (a dead letter and an alert were raised:
+    funds may be stuck) is kept unless ``include_failed``.
 
     Raises :class:`~phalanx.errors.StorageError` if the storage cannot be
     read or written (nothing of a failed batch is kept).
@@ -125,11 +140,14 @@ def prune_journal(
         ids: list[str] = []
         for key, raw in txn.cursor(db=snapshots):
             snap = msgpack.unpackb(raw, raw=False)
-            verdict = _prunable(snap, txn.get(key, db=index) is not None, ended_before)
+            active = txn.get(key, db=index) is not None
+            verdict = _prunable(snap, active, ended_before, include_failed)
             if verdict == "prune":
                 ids.append(bytes(key).decode())
             elif verdict == "running":
                 out.kept_running += 1
+            elif verdict == "failed":
+                out.kept_failed += 1
             elif verdict == "recent":
                 out.kept_recent += 1
             else:
@@ -149,7 +167,8 @@ def prune_journal(
                 if raw is None:
                     continue
                 snap = msgpack.unpackb(raw, raw=False)
-                if _prunable(snap, txn.get(key, db=index) is not None, ended_before) != "prune":
+                active = txn.get(key, db=index) is not None
+                if _prunable(snap, active, ended_before, include_failed) != "prune":
                     continue  # changed since the scan
                 records, freed = _delete_records(txn, journal, key + b"\x00", dry_run)
                 compact = msgpack.packb(

@@ -87,7 +87,7 @@ def test_prune_drops_the_records_of_ended_sagas_and_keeps_a_readable_compact_sna
         assert (again.pruned, again.already_pruned) == (0, 3)
 
 
-def test_prune_never_touches_a_running_saga_or_one_that_ended_after_the_cutoff(
+def test_prune_keeps_running_recent_and_compensation_failed_sagas_unless_asked(
     tmp_path: Path,
 ) -> None:
     with Storage(tmp_path / "state.lmdb", sync=False) as storage:
@@ -98,6 +98,7 @@ def test_prune_never_touches_a_running_saga_or_one_that_ended_after_the_cutoff(
             "old-running": {"status": "running", "finalized": False, "updated_at": 100.0},
             "old-compensating": {"status": "compensating", "finalized": False, "updated_at": 1.0},
             "new-ended": {"status": "compensated", "finalized": True, "updated_at": 500.0},
+            "old-failed": {"status": "compensation_failed", "finalized": True, "updated_at": 1.0},
         }
         for saga_id, fields in snaps.items():
             steps = {"a": ["done", 1, 0, 9.0, {"r": 1}, None, None]}
@@ -108,10 +109,13 @@ def test_prune_never_touches_a_running_saga_or_one_that_ended_after_the_cutoff(
             journal.commit(journal.plan_op(saga_id, record, snap, active=active))
         result = prune_journal(storage, ended_before=200.0)
         assert result.pruned_ids == ["old-ended"]
-        assert (result.kept_running, result.kept_recent) == (3, 1)
+        assert (result.kept_running, result.kept_recent, result.kept_failed) == (3, 1, 1)
         for saga_id in snaps:
             assert len(journal.records(saga_id)) == (0 if saga_id == "old-ended" else 1)
             assert is_pruned(journal.load(saga_id) or {}) == (saga_id == "old-ended")
+        # Asked for: the compensation_failed saga (its dead letter stays in its own store).
+        failed = prune_journal(storage, ended_before=200.0, include_failed=True)
+        assert failed.pruned_ids == ["old-failed"]
 
 
 def test_a_dry_run_counts_what_a_prune_would_do_and_changes_nothing(
