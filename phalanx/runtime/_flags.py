@@ -13,6 +13,7 @@ waits: a spawn sets five flags, and hardly ever with a waiter.
 from __future__ import annotations
 
 import threading
+from _thread import RLock as _RLock
 
 __all__ = ["Flag", "Signals"]
 
@@ -28,7 +29,7 @@ class Signals:
     __slots__ = ("_cond", "lock")
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = _RLock()  # threading.RLock() is a Python-level factory of this
         self._cond: threading.Condition | None = None
 
     @property
