@@ -100,6 +100,7 @@ class Inbox:
         "_lock",
         "_mailbox",
         "_waiting",
+        "durable",
         "offered",
     )
 
@@ -117,6 +118,8 @@ class Inbox:
         self._block = mailbox.overflow == "block"
         # Every envelope ever offered (accepted or not), for conservation counts.
         self.offered = 0
+        # mailbox.durable, read by every deliver (an attribute, not a property call).
+        self.durable = mailbox.durable
 
     @property
     def mailbox(self) -> Mailbox:

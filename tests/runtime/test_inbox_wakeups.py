@@ -33,9 +33,11 @@ class InboxMatchesModel(RuleBasedStateMachine):
     @initialize(
         capacity=st.integers(1, 4),
         overflow=st.sampled_from(["dead_letter", "drop_oldest", "block"]),
+        durable=st.booleans(),
     )
-    def setup(self, capacity: int, overflow: Any) -> None:
-        self.inbox = Inbox(Mailbox(capacity=capacity, overflow=overflow, block_timeout=0.0))
+    def setup(self, capacity: int, overflow: Any, durable: bool) -> None:
+        mailbox = Mailbox(capacity=capacity, overflow=overflow, block_timeout=0.0, durable=durable)
+        self.inbox = Inbox(mailbox)
         self.capacity, self.overflow = capacity, overflow
         self.items: deque[Envelope] = deque()
         self.controls: deque[Control] = deque()
@@ -118,6 +120,7 @@ class InboxMatchesModel(RuleBasedStateMachine):
         assert self.inbox.control_pending == bool(self.controls)
         assert self.inbox.offered == self.offered
         assert self.inbox.closed == self.closed
+        assert self.inbox.durable is self.inbox.mailbox.durable  # what deliver reads
 
 
 TestInboxMatchesModel = InboxMatchesModel.TestCase
