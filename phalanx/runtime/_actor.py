@@ -20,6 +20,7 @@ from phalanx.runtime import _context
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._flags import Flag
 from phalanx.runtime._mailbox import Control
+from phalanx.runtime._thread import IncarnationThread
 
 if TYPE_CHECKING:
     from phalanx.runtime._cell import ActorCell
@@ -58,9 +59,34 @@ def interrupt_thread(thread: threading.Thread) -> bool:
     return bool(delivered == 1)
 
 
+# os.urandom releases the GIL (getrandom(2) runs in Py_BEGIN_ALLOW_THREADS): a
+# spawn that called it once per actor gave the GIL away mid-spawn, and on a busy
+# node getting it back is a hand-off of its own (measured in the buy-saga bench,
+# median of 5 alternated rounds: 8.31 -> 7.67 voluntary switches per saga in
+# each supervisor). Random bytes are drawn for _URN_BATCH urns at once;
+# list.pop() and extend() are atomic under the GIL.
+_URN_BATCH = 256
+_urn_hex: list[str] = []
+
+
+def _refill_urns() -> str:
+    h = os.urandom(16 * _URN_BATCH).hex()
+    batch = [h[i : i + 32] for i in range(0, len(h), 32)]
+    mine = batch.pop()
+    _urn_hex.extend(batch)
+    return mine
+
+
+# A forked child must not reuse the random bytes its parent already holds.
+os.register_at_fork(after_in_child=_urn_hex.clear)
+
+
 def _new_urn() -> str:
-    """A random UUID4 URN, as ``uuid.uuid4().urn`` (~2.5 us instead of ~5 us)."""
-    h = os.urandom(16).hex()
+    """A random UUID4 URN, as ``uuid.uuid4().urn`` (~1 us instead of ~5 us)."""
+    try:
+        h = _urn_hex.pop()
+    except IndexError:
+        h = _refill_urns()
     variant = "89ab"[int(h[16], 16) & 3]  # RFC 4122: the top bits of clock_seq are 10
     return f"urn:uuid:{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
@@ -189,9 +215,9 @@ class Actor(pykka.ThreadingActor):
     # --- the core loop -----------------------------------------------------
 
     def _start_actor_loop(self) -> None:
-        thread = threading.Thread(
-            target=self._actor_loop,
-            name=f"phalanx:{self._cell.path}#{self._cell.incarnation}",
+        thread = IncarnationThread(
+            self._actor_loop,
+            f"phalanx:{self._cell.path}#{self._cell.incarnation}",
             daemon=self.use_daemon_thread,
         )
         self._loop_thread = thread

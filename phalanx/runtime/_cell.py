@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 import traceback
+from _thread import RLock as _RLock
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -91,6 +92,49 @@ class _PykkaInbox:
 class ActorCell:
     """State of one address: inbox, incarnation, status, counters, restart policy."""
 
+    # Slots: 37 attributes overflow CPython 3.11's shared-key instance dicts;
+    # measured (min of 20x5000) 9.6-10.2 us per cell with a dict, 3.8 us with
+    # slots and the lazy Inbox Condition.
+    __slots__ = (
+        "_ended",
+        "_expected_end",
+        "_first_start",
+        "_keep_journaled",
+        "_lock",
+        "_pending_acks",
+        "_stopping",
+        "actor",
+        "args",
+        "breaker_state",
+        "decider",
+        "durable_seq",
+        "factory",
+        "failures",
+        "inbox",
+        "incarnation",
+        "kept_journaled",
+        "kind",
+        "kwargs",
+        "last_directive",
+        "parent",
+        "path",
+        "processed",
+        "pykka_inbox",
+        "recent_failures",
+        "restart_state",
+        "restart_timer",
+        "restarts",
+        "retry",
+        "signals",
+        "spawned_at",
+        "start_error",
+        "status",
+        "system",
+        "terminated",
+        "thread",
+        "trial_notify",
+    )
+
     def __init__(
         self,
         system: ActorSystem,
@@ -135,7 +179,7 @@ class ActorCell:
         self.restart_timer: Timer | None = None
         # Restart bookkeeping owned by the parent policy (opaque to the cell).
         self.restart_state: Any = None
-        self._lock = threading.RLock()
+        self._lock = _RLock()
         self._stopping = False
         # The incarnation a parent asked to end (its end is not reported), if any.
         self._expected_end: int | None = None

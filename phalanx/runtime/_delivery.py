@@ -79,7 +79,7 @@ class PostOffice:
     def send_many(self, path: str, envs: Sequence[Envelope]) -> None:
         """Deliver in order; a durable mailbox journals the whole batch in one commit."""
         cell = self._cells.get(path)
-        if cell is not None and cell.inbox.mailbox.durable and envs:
+        if cell is not None and cell.inbox.durable and envs:
             self.append_journal(cell, envs)
         for env in envs:
             self.send(path, env)
@@ -91,7 +91,7 @@ class PostOffice:
             self.dead_letter("circuit_open", env, cell.path)
             return False
         # Counted as sent by Inbox.offer, under its own lock.
-        if cell.inbox.mailbox.durable and env.durable_key is None:
+        if cell.inbox.durable and env.durable_key is None:
             self.append_journal(cell, [env])
         spilled, reason = cell.inbox.offer(env)
         if spilled is None:

@@ -13,6 +13,8 @@ waits: a spawn sets five flags, and hardly ever with a waiter.
 from __future__ import annotations
 
 import threading
+from _thread import RLock as _RLock
+from time import monotonic as _monotonic
 
 __all__ = ["Flag", "Signals"]
 
@@ -28,7 +30,7 @@ class Signals:
     __slots__ = ("_cond", "lock")
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = _RLock()  # threading.RLock() is a Python-level factory of this
         self._cond: threading.Condition | None = None
 
     @property
@@ -97,8 +99,20 @@ class Flag(threading.Event):
             if self._flag:
                 return True
             sets = self._sets
+            cond = self._signals.cond
             self._waiting += 1
             try:
-                return self._signals.cond.wait_for(lambda: self._sets != sets, timeout)
+                # Condition.wait_for inlined (no predicate lambda, no extra frame).
+                if timeout is None:
+                    while self._sets == sets:
+                        cond.wait()
+                    return True
+                deadline = _monotonic() + timeout
+                while self._sets == sets:
+                    remaining = deadline - _monotonic()
+                    if remaining <= 0:
+                        return False
+                    cond.wait(remaining)
+                return True
             finally:
                 self._waiting -= 1

@@ -18,6 +18,7 @@ traceback, a value can be read any number of times, a second ``set`` raises
 
 from __future__ import annotations
 
+import _thread
 import queue
 import sys
 import threading
@@ -37,6 +38,7 @@ T = TypeVar("T")
 
 
 _allocate_lock = threading.Lock
+_RLock = _thread.RLock  # threading.RLock() is a Python-level factory of this
 _make_result = tuple.__new__
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
 
@@ -55,7 +57,7 @@ class ReplyFuture(ThreadingFuture[T]):
         # Future.__init__ inlined; _get_hook_result is set with the hook (only read then).
         self._get_hook = None
         self._result: _Result | None = None
-        self._guard = threading.RLock()  # a get-hook may read this future again
+        self._guard = _RLock()  # a get-hook may read this future again
         self._done = _allocate_lock()
         self._done.acquire()
         self._released = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from _thread import RLock as _RLock
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -77,6 +78,16 @@ class Inbox:
     - once :meth:`close` has run, :meth:`offer` accepts nothing, so a message
       either is in the list :meth:`close` returned or was refused to its
       sender: none is lost between the two.
+    - ``_waiting`` counts the threads inside ``_cond.wait`` (the consumer, and
+      under ``block`` the blocked senders), read and written under ``_lock``:
+      a change notifies only when it is not zero, and a waiter counts itself
+      before it releases the lock to wait, so no wake-up is missed.
+
+    The lock is an RLock: ``with`` on it and the Condition's ownership checks
+    are then C calls; ``Condition(Lock())`` probes three missing methods at
+    construction (~4 us per spawn) and runs Python-level fallbacks on every
+    notify and wait. The Condition is made by the first wait (it is only
+    touched while ``_waiting`` is not zero).
     """
 
     __slots__ = (
@@ -86,7 +97,10 @@ class Inbox:
         "_cond",
         "_control",
         "_items",
+        "_lock",
         "_mailbox",
+        "_waiting",
+        "durable",
         "offered",
     )
 
@@ -95,13 +109,17 @@ class Inbox:
         self._capacity = mailbox.capacity
         self._items: deque[Envelope] = deque()
         self._control: deque[Control] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = _RLock()
+        self._cond: threading.Condition | None = None
+        self._waiting = 0
         self._closed = False
         # Only under "block" do senders wait on the condition too; otherwise
         # the actor thread is the sole waiter and notify() is enough.
         self._block = mailbox.overflow == "block"
         # Every envelope ever offered (accepted or not), for conservation counts.
         self.offered = 0
+        # mailbox.durable, read by every deliver (an attribute, not a property call).
+        self.durable = mailbox.durable
 
     @property
     def mailbox(self) -> Mailbox:
@@ -116,6 +134,25 @@ class Inbox:
         """True once the address stopped for good."""
         return self._closed
 
+    def _wait(self, timeout: float | None = None) -> None:
+        # Called with _lock held.
+        cond = self._cond
+        if cond is None:
+            cond = self._cond = threading.Condition(self._lock)
+        self._waiting += 1
+        try:
+            cond.wait(timeout)
+        finally:
+            self._waiting -= 1
+
+    def _wake(self, everyone: bool) -> None:
+        # Called with _lock held and _waiting > 0 (so the Condition exists).
+        assert self._cond is not None
+        if everyone:
+            self._cond.notify_all()
+        else:
+            self._cond.notify()
+
     def offer(self, envelope: Envelope) -> tuple[Envelope | None, str | None]:
         """Queue ``envelope`` under the overflow policy.
 
@@ -123,70 +160,75 @@ class Inbox:
         be dead-lettered with ``reason`` (the new one when refused, the evicted
         oldest one under ``drop_oldest``), or ``(None, None)``.
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return envelope, CLOSED  # not counted: the cell's totals are final
             self.offered += 1
-            if len(self._items) >= self._capacity:
+            items = self._items
+            if len(items) >= self._capacity:
                 policy = self._mailbox.overflow
                 if policy == "drop_oldest":
-                    evicted = self._items.popleft()
-                    self._items.append(envelope)
-                    self._cond.notify()
+                    evicted = items.popleft()
+                    items.append(envelope)
+                    if self._waiting:
+                        self._wake(False)
                     return evicted, OVERFLOW
                 if policy != "block":
                     return envelope, OVERFLOW
                 deadline = time.monotonic() + self._mailbox.block_timeout
-                while len(self._items) >= self._capacity and not self._closed:
+                while len(items) >= self._capacity and not self._closed:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return envelope, OVERFLOW
-                    self._cond.wait(remaining)
+                    self._wait(remaining)
                 if self._closed:
                     return envelope, STOPPED
-            self._items.append(envelope)
-            if self._block:
-                self._cond.notify_all()
-            else:
-                self._cond.notify()
+            items.append(envelope)
+            if self._waiting:
+                self._wake(self._block)
             return None, None
 
     def put_head(self, envelope: Envelope) -> None:
         """Queue ``envelope`` first (redelivery after a crash); ignores capacity."""
-        with self._cond:
+        with self._lock:
             self._items.appendleft(envelope)
-            self._cond.notify_all()
+            if self._waiting:
+                self._wake(True)
 
     def append_unbounded(self, envelope: Envelope) -> bool:
         """Queue ``envelope`` last, ignoring capacity (control-plane notes, replays).
 
         Returns False, queuing nothing, once the inbox is closed.
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return False
             self._items.append(envelope)
-            self._cond.notify_all()
+            if self._waiting:
+                self._wake(True)
             return True
 
     def put_control(self, signal: Control) -> None:
         """Queue a control signal ahead of every message."""
-        with self._cond:
+        with self._lock:
             self._control.append(signal)
-            self._cond.notify_all()
+            if self._waiting:
+                self._wake(True)
 
     def get(self) -> Envelope | Control:
         """Block until a control signal or an envelope is available; controls first."""
-        with self._cond:
-            while not self._control and not self._items:
+        with self._lock:
+            control = self._control
+            items = self._items
+            while not control and not items:
                 if self._closed:  # stopped for good: no consumer may wait forever
                     return Control("shutdown")
-                self._cond.wait()
-            if self._control:
-                return self._control.popleft()
-            item = self._items.popleft()
-            if self._block:  # wake blocked senders: a slot is free now
-                self._cond.notify_all()
+                self._wait()
+            if control:
+                return control.popleft()
+            item = items.popleft()
+            if self._block and self._waiting:  # wake blocked senders: a slot is free now
+                self._wake(True)
             return item
 
     @property
@@ -196,20 +238,21 @@ class Inbox:
 
     def clear_controls(self) -> None:
         """Drop pending control signals (they belong to the incarnation that ended)."""
-        with self._cond:
+        with self._lock:
             self._control.clear()
 
     def close(self) -> list[Envelope]:
         """Refuse all further offers and return every queued envelope, in order."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             items = list(self._items)
             self._items.clear()
             self._control.clear()
-            self._cond.notify_all()
+            if self._waiting:
+                self._wake(True)
             return items
 
     def snapshot(self, limit: int = 20) -> list[Envelope]:
         """The first ``limit`` queued envelopes, for introspection."""
-        with self._cond:
+        with self._lock:
             return [env for _, env in zip(range(limit), self._items, strict=False)]

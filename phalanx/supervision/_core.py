@@ -70,7 +70,8 @@ class _SupervisorCore(Actor):
         Called on the exiting child's thread: it only hands the news to ours.
         """
         note = _Exited(self, cell, incarnation, reason, exc)
-        if self._cell.inbox.append_unbounded(Envelope(note, sender=cell.path)):
+        # outgoing(): the fields Envelope() sets, without its Python-level __init__.
+        if self._cell.inbox.append_unbounded(Envelope.outgoing(note, sender=cell.path)):
             self.system.post.count_sent()
 
     def _child_path(self, child_id: str) -> str:
@@ -205,7 +206,7 @@ class _SupervisorCore(Actor):
         post = self.system.post
 
         def send() -> None:
-            if inbox.append_unbounded(Envelope(message, sender=self._cell.path)):
+            if inbox.append_unbounded(Envelope.outgoing(message, sender=self._cell.path)):
                 post.count_sent()
 
         return send
