@@ -20,7 +20,6 @@ from phalanx.runtime import _context
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._flags import Flag
 from phalanx.runtime._mailbox import Control
-from phalanx.runtime._thread import IncarnationThread
 
 if TYPE_CHECKING:
     from phalanx.runtime._cell import ActorCell
@@ -215,9 +214,9 @@ class Actor(pykka.ThreadingActor):
     # --- the core loop -----------------------------------------------------
 
     def _start_actor_loop(self) -> None:
-        thread = IncarnationThread(
-            self._actor_loop,
-            f"phalanx:{self._cell.path}#{self._cell.incarnation}",
+        thread = threading.Thread(
+            target=self._actor_loop,
+            name=f"phalanx:{self._cell.path}#{self._cell.incarnation}",
             daemon=self.use_daemon_thread,
         )
         self._loop_thread = thread
