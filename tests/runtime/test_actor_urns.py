@@ -10,7 +10,6 @@ from phalanx.runtime import _actor
 
 
 def _check_urn(urn: str) -> None:
-
     assert urn.startswith("urn:uuid:")
     parsed = uuid.UUID(urn[len("urn:uuid:") :])
     assert parsed.version == 4
@@ -19,7 +18,6 @@ def _check_urn(urn: str) -> None:
 
 
 def test_batched_urns_are_valid_and_unique_across_refills_and_threads() -> None:
-
     made: list[str] = []
 
     def make() -> None:
@@ -38,7 +36,6 @@ def test_batched_urns_are_valid_and_unique_across_refills_and_threads() -> None:
 
 
 def test_a_forked_child_draws_fresh_urn_bytes() -> None:
-
     _actor._new_urn()  # the pool holds bytes now
     assert _actor._urn_hex
     read, write = os.pipe()
