@@ -68,6 +68,7 @@ from phalanx.actors.saga._model import (
     saga_definition,
 )
 from phalanx.actors.saga._plain import to_plain
+from phalanx.actors.saga._snapshot import SnapshotPacker
 from phalanx.actors.saga._state import evolve
 from phalanx.errors import DeadLetterError, PhalanxError
 from phalanx.protocols import Message
@@ -128,6 +129,7 @@ class SagaActor(Actor):
 
     def on_start(self) -> None:
         self._journal = SagaJournal(self.system.storage)
+        self._packer = SnapshotPacker()  # this thread's: the snapshots' bytes, incrementally
         raw = self._journal.load(self.saga_id)
         if raw is None:
             raise SagaError(f"no journaled saga {self.saga_id!r}: use start_saga()")
@@ -139,6 +141,12 @@ class SagaActor(Actor):
                 f"the registered {self.state.kind!r} steps {sorted(self.definition.order)}"
             )
         self._log = self.system.logs.logger("decision")
+        # What every StepContext of this incarnation shares; _run fills in the rest
+        # (evolve: ~2 µs instead of ~6 µs for the frozen dataclass's __init__).
+        self._ctx = StepContext(
+            system=self.system, saga_id=self.saga_id, kind=self.state.kind, step="",
+            input=self.state.input, results={}, attempt=0, deadline=None, path=self.path,
+        )  # fmt: skip
         self._n = 0
         self._timer: Timer | None = None
         self._run_now = False
@@ -336,7 +344,9 @@ class SagaActor(Actor):
             return
         held, self._held = self._held, []
         state = self.state
-        snapshot = self._journal.snapshot_op(self.saga_id, state.to_dict(), active=state.active)
+        snapshot = self._journal.snapshot_op(
+            self.saga_id, self._packer.pack(state), active=state.active
+        )
         self._journal.commit(self._with_held(held, snapshot))
         for _, note in held:
             self._note("saga_step", **note)
@@ -346,10 +356,14 @@ class SagaActor(Actor):
     ) -> Callable[[Txn], None]:
         journal = self._journal
         if final is None:
-            return journal.plan_op(self.saga_id, record, state.to_dict(), active=state.active)
+            return journal.plan_op(
+                self.saga_id, record, self._packer.pack(state), active=state.active
+            )
         assert final.record is not None
         put_end = journal.record_op(self.saga_id, record)
-        put_final = journal.plan_op(self.saga_id, final.record, final.state.to_dict(), active=False)
+        put_final = journal.plan_op(
+            self.saga_id, final.record, self._packer.pack(final.state), active=False
+        )
 
         def op(txn: Txn) -> None:
             put_end(txn)
@@ -381,11 +395,10 @@ class SagaActor(Actor):
             raise SagaError(f"saga {self.saga_id}: {cmd!r} is not a work command")
         name, attempt = cmd.step, cmd.attempt
         step, ss = self.definition.step(name), self.state.steps[name]
-        ctx = StepContext(
-            system=self.system, saga_id=self.saga_id, kind=self.state.kind, step=name,
-            input=self.state.input, results=self.state.results(), attempt=attempt,
-            deadline=ss.deadline, path=self.path,
-            phase="compensation" if compensation else "action", result=ss.result,
+        ctx = evolve(
+            self._ctx, step=name, results=self.state.results(), attempt=attempt,
+            deadline=ss.deadline, phase="compensation" if compensation else "action",
+            result=ss.result,
         )  # fmt: skip
         if compensation:
             if ss.comp_deadline is not None and time.time() >= ss.comp_deadline:
@@ -478,7 +491,9 @@ class SagaActor(Actor):
     def _apply_final(self, plan: Plan) -> None:
         assert plan.record is not None
         self._journal.commit(
-            self._journal.plan_op(self.saga_id, plan.record, plan.state.to_dict(), active=False)
+            self._journal.plan_op(
+                self.saga_id, plan.record, self._packer.pack(plan.state), active=False
+            )
         )
         self.state = plan.state
 
