@@ -6,8 +6,9 @@ pieces. :class:`SnapshotPacker` keeps the pieces that cannot have changed:
 the fields fixed for a saga's life (``v``, ``saga_id``, ``kind``, ``input``)
 and each step's row while its :class:`StepState` is the same object (step
 states are immutable, and a transition replaces only the steps it changes).
-Measured on a buy saga's state after five steps (~1 KB): ~27 µs for
-``to_dict`` + ``packb``, ~5 µs here.
+Measured on a buy saga's state after five steps (~1 KB), two rows changed
+per state as in consecutive commits: ~40% less than ``to_dict`` + ``packb``
+(e.g. 8 vs 13 µs; the VM is noisy).
 
 Invariant (tested): ``pack(state) == msgpack.packb(state.to_dict(), use_bin_type=True)``
 for every state, whatever was packed before.
@@ -56,7 +57,9 @@ class SnapshotPacker:
                 _HEADER, key["v"], pack(1), key["saga_id"], pack(state.saga_id),
                 key["kind"], pack(state.kind), key["input"], pack(dict(state.input)),
             )))  # fmt: skip
-        parts = [head[3], key["status"], pack(state.status), key["steps"],
+        # A list's items pack as a map's keys and values do: one pack call for
+        # many fields, less the list header (1 byte for 3 items, 3 for 20).
+        parts = [head[3], pack(["status", state.status, "steps"])[1:],
                  self._packer.pack_map_header(len(state.steps))]  # fmt: skip
         rows = self._rows
         for name, s in state.steps.items():
@@ -64,16 +67,14 @@ class SnapshotPacker:
             if cached is None or cached[0] is not s:
                 row = [s.status, s.attempt, s.comp_attempt, s.deadline, s.result, s.error,
                        s.comp_deadline]  # fmt: skip
-                cached = rows[name] = (s, pack(name) + pack(row))
+                cached = rows[name] = (s, pack([name, row])[1:])
             parts.append(cached[1])
-        parts += (
-            key["done"], pack(list(state.done)),
-            key["to_compensate"], pack(list(state.to_compensate)),
-            key["failed_compensations"], pack(list(state.failed_compensations)),
-            key["current"], pack(state.current), key["error"], pack(state.error),
-            key["seq"], pack(state.seq),
-            key["outbox"], pack([command_to_dict(c) for c in state.outbox]),
-            key["finalized"], pack(state.finalized),
-            key["created_at"], pack(state.created_at), key["updated_at"], pack(state.updated_at),
-        )  # fmt: skip
+        tail = pack([
+            "done", list(state.done), "to_compensate", list(state.to_compensate),
+            "failed_compensations", list(state.failed_compensations), "current", state.current,
+            "error", state.error, "seq", state.seq,
+            "outbox", [command_to_dict(c) for c in state.outbox], "finalized", state.finalized,
+            "created_at", state.created_at, "updated_at", state.updated_at,
+        ])  # fmt: skip
+        parts.append(tail[3:])
         return b"".join(parts)
