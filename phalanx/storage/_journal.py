@@ -90,10 +90,12 @@ class SagaJournal:
 
         def op(txn: Txn) -> None:
             txn.put(key, value, db=snapshots)
-            if active:
-                txn.put(key, b"", db=index)
-            else:
+            if not active:
                 txn.delete(key, db=index)
+            elif txn.get(key, db=index) is None:
+                # Only when missing: rewriting the same b"" still copies the index's
+                # pages into the txn (a running saga is indexed from its creation).
+                txn.put(key, b"", db=index)
 
         return op
 
