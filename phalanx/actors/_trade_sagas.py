@@ -384,8 +384,14 @@ def trade_saga(kind: str) -> SagaDefinition:
     return SagaDefinition(
         kind,
         [
-            Step("validate", _validate, retry=Retry(max_attempts=1)),
-            Step("risk_check", _risk_check, retry=ask_retry, depends_on=("validate",)),
+            # Effect-free (Step.effects): their success records ride on the commit
+            # made before reserve_funds runs. validate is pure; risk_check's ask
+            # changes nothing but today's trade count, keyed by order_req_id (the
+            # saga id) in /risk's store: a re-run after a crash counts nothing twice.
+            # finalize is NOT effect-free: it releases the reservation.
+            Step("validate", _validate, retry=Retry(max_attempts=1), effects=False),
+            Step("risk_check", _risk_check, retry=ask_retry, depends_on=("validate",),
+                 effects=False),
             # A reserve whose every ask timed out may still have been held by
             # /risk: releasing an unknown id is a no-op, so release on failure too.
             Step("reserve_funds", _reserve_funds, compensation=_release_funds,

@@ -77,18 +77,25 @@ class SagaJournal:
         return op
 
     def snapshot_op(
-        self, saga_id: str, snapshot: Mapping[str, Any], *, active: bool
+        self, saga_id: str, snapshot: Mapping[str, Any] | bytes, *, active: bool
     ) -> Callable[[Txn], None]:
-        """Replace the snapshot of ``saga_id`` and set its active-index membership."""
-        key, value = saga_id.encode(), _pack(dict(snapshot))
+        """Replace the snapshot of ``saga_id`` and set its active-index membership.
+
+        ``snapshot`` is the state dict, or its msgpack bytes already packed
+        (the Saga actor's incremental ``SnapshotPacker``: the same bytes).
+        """
+        key = saga_id.encode()
+        value = snapshot if isinstance(snapshot, bytes) else _pack(dict(snapshot))
         snapshots, index = self._snapshots, self._active
 
         def op(txn: Txn) -> None:
             txn.put(key, value, db=snapshots)
-            if active:
-                txn.put(key, b"", db=index)
-            else:
+            if not active:
                 txn.delete(key, db=index)
+            elif txn.get(key, db=index) is None:
+                # Only when missing: rewriting the same b"" still copies the index's
+                # pages into the txn (a running saga is indexed from its creation).
+                txn.put(key, b"", db=index)
 
         return op
 
@@ -96,11 +103,11 @@ class SagaJournal:
         self,
         saga_id: str,
         record: Mapping[str, Any] | None,
-        snapshot: Mapping[str, Any],
+        snapshot: Mapping[str, Any] | bytes,
         *,
         active: bool,
     ) -> Callable[[Txn], None]:
-        """Record (if any) + snapshot + index in one op."""
+        """Record (if any) + snapshot (a dict or its packed bytes) + index in one op."""
         put_record = self.record_op(saga_id, record) if record is not None else None
         put_snapshot = self.snapshot_op(saga_id, snapshot, active=active)
 

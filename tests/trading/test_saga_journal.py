@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from phalanx.storage import Storage
@@ -92,3 +93,24 @@ def test_op_builders_commit_with_a_callers_own_writes_in_one_transaction(journal
     assert j.records("a") == []
     assert j.active_ids() == []
     assert storage.read(lambda txn: txn.get(b"command", db=other)) is None
+
+
+def test_a_packed_snapshot_is_stored_as_is_and_loads_like_the_dict(journal: Any) -> None:
+    j, _ = journal
+    j.commit(j.snapshot_op("a", _snap("a", "running", 1), active=True))
+    packed = msgpack.packb(_snap("b", "running", 1), use_bin_type=True)
+    j.commit(j.snapshot_op("b", packed, active=True))
+    assert j.load("b") == _snap("b", "running", 1)
+    assert j.active_ids() == ["a", "b"]
+
+
+def test_an_indexed_saga_stays_indexed_across_snapshots_until_it_is_inactive(
+    journal: Any,
+) -> None:
+    j, _ = journal
+    for seq in (1, 2, 3):  # the index entry is written once, then found in place
+        j.commit(j.plan_op("a", {"seq": seq}, _snap("a", "running", seq), active=True))
+        assert j.active_ids() == ["a"]
+    j.commit(j.plan_op("a", {"seq": 4}, _snap("a", "completed", 4), active=False))
+    assert j.active_ids() == []
+    assert j.load("a") == _snap("a", "completed", 4)

@@ -26,6 +26,11 @@ Rules:
   ``compensation_failed``;
 - **actions and compensations must be idempotent** (key every external
   effect by ``ctx.saga_id``): a resumed saga runs its in-flight step again.
+- a step declared ``effects=False`` (no effect but log lines and read-only
+  asks, no compensation) has its success record committed with the next
+  commit instead of on its own, always before any step with effects or any
+  compensation runs: same records, fewer transactions; a crash before that
+  commit makes the resumed saga run it again.
 
 Events on ``system.events``: ``saga_started``, ``saga_step``,
 ``saga_resumed``, ``saga_completed``, ``saga_compensated``,

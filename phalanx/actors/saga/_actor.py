@@ -21,7 +21,16 @@ Invariants:
 - a resumed incarnation re-runs the outbox: the in-flight step again (steps
   are idempotent), the dead letter only if its id is not in the store yet;
 - a terminal saga is finalized (out of the active index) only after its
-  dead letters and alerts were issued; its end event follows the commit.
+  dead letters and alerts were issued; its end event follows the commit;
+- the success record of an effect-free step (``Step.effects=False``) may be
+  held instead of committed: held records go, in order, into the transaction
+  of the next commit, which always happens before any step with effects or
+  any compensation runs, before any dead letter or alert, and before the
+  handler returns (so no held record outlives a handler, and GetSaga never
+  sees one). The records and their order are unchanged; only their grouping
+  into transactions is. A held record's ``saga_step`` event and log line
+  follow the commit that contains it, in order. A crash loses only held
+  records: the resumed saga re-runs those effect-free steps.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ from phalanx.actors.saga._model import (
     saga_definition,
 )
 from phalanx.actors.saga._plain import to_plain
+from phalanx.actors.saga._snapshot import SnapshotPacker
 from phalanx.actors.saga._state import evolve
 from phalanx.errors import DeadLetterError, PhalanxError
 from phalanx.protocols import Message
@@ -119,6 +129,7 @@ class SagaActor(Actor):
 
     def on_start(self) -> None:
         self._journal = SagaJournal(self.system.storage)
+        self._packer = SnapshotPacker()  # this thread's: the snapshots' bytes, incrementally
         raw = self._journal.load(self.saga_id)
         if raw is None:
             raise SagaError(f"no journaled saga {self.saga_id!r}: use start_saga()")
@@ -130,10 +141,19 @@ class SagaActor(Actor):
                 f"the registered {self.state.kind!r} steps {sorted(self.definition.order)}"
             )
         self._log = self.system.logs.logger("decision")
+        # What every StepContext of this incarnation shares; _run fills in the rest
+        # (evolve: ~2 µs instead of ~6 µs for the frozen dataclass's __init__).
+        self._ctx = StepContext(
+            system=self.system, saga_id=self.saga_id, kind=self.state.kind, step="",
+            input=self.state.input, results={}, attempt=0, deadline=None, path=self.path,
+        )  # fmt: skip
         self._n = 0
         self._timer: Timer | None = None
         self._run_now = False
         self._effects_due = True  # a previous incarnation may have died before them
+        # Success records of effect-free steps not committed yet, each with its
+        # saga_step fields (see the module docstring).
+        self._held: list[tuple[dict[str, Any], dict[str, Any]]] = []
         if not self.state.active:
             # Finalized. A later incarnation exists only because a kill landed
             # after the last handler, whose stop request is still queued: it ends
@@ -201,16 +221,21 @@ class SagaActor(Actor):
             self._run_now = False
             self._step_once()
             if not self._run_now:
-                return
-        self._run_now = False
-        self._wake(0.0)
+                break
+        else:
+            self._run_now = False
+            self._flush_held()
+            self._wake(0.0)
+        self._flush_held()  # no held record outlives the handler
 
     def _step_once(self) -> None:
         state = self.state
         if self._effects_due:
             self._effects_due = False
             for cmd in state.outbox:
-                self._effect(cmd)
+                if isinstance(cmd, DeadLetter | Alert):
+                    self._flush_held()
+                    self._effect(cmd)
         work = next((c for c in state.outbox if not isinstance(c, DeadLetter | Alert)), None)
         if isinstance(work, Finished) or (work is None and state.terminal):
             self._finish()
@@ -222,6 +247,8 @@ class SagaActor(Actor):
             if wait > 0:
                 self._wake(wait)
                 return
+        if self._held and not self._effect_free(work):
+            self._flush_held()
         event = self._run(work)
         self._apply(advance(state, event, self.definition))
 
@@ -247,13 +274,28 @@ class SagaActor(Actor):
         final = None
         if state.terminal and all(isinstance(c, Finished) for c in commands):
             final = advance(state, Finalized(time.time()), self.definition)
-        self._journal.commit(self._plan_op(record, state, final))
-        self.state = state if final is None else final.state
         event = record["event"]
         step = event.get("step")
+        note = None
         if step is not None:
-            self._note("saga_step", step=step, outcome=event["tag"], attempt=event["attempt"],
-                       status=state.steps[step].status, error=state.steps[step].error)  # fmt: skip
+            ss = state.steps[step]
+            note = {"step": step, "outcome": event["tag"], "attempt": event["attempt"],
+                    "status": ss.status, "error": ss.error}  # fmt: skip
+        if note is not None and self._may_hold(event, commands):
+            self._held.append((record, note))
+            self.state = state
+            self._run_now = not self._ending()  # commands: the next RunStep, due now
+            return
+        op = self._plan_op(record, state, final)
+        held, self._held = self._held, []
+        if held:
+            op = self._with_held(held, op)
+        self._journal.commit(op)
+        self.state = state if final is None else final.state
+        for _, held_note in held:
+            self._note("saga_step", **held_note)
+        if note is not None:
+            self._note("saga_step", **note)
         if final is not None:
             self._note(_END_EVENTS[state.status], status=state.status, error=state.error)
             self.stop()
@@ -265,15 +307,63 @@ class SagaActor(Actor):
         elif not self._ending():
             self._run_now = True  # _step runs it next, in this handler
 
+    # -- held records of effect-free steps --------------------------------------------
+
+    def _may_hold(self, event: dict[str, Any], commands: tuple[Command, ...]) -> bool:
+        """True for the success of an effect-free step whose only command is the next step."""
+        return (
+            event["tag"] == StepSucceeded.tag
+            and not self.definition.step(event["step"]).effects
+            and all(isinstance(c, RunStep) for c in commands)
+        )
+
+    def _effect_free(self, work: Command) -> bool:
+        """True when ``work`` runs an effect-free step's action (held records may wait)."""
+        if isinstance(work, RunStep) or (
+            isinstance(work, ScheduleRetry) and work.phase == "action"
+        ):
+            return not self.definition.step(work.step).effects
+        return False
+
+    def _with_held(
+        self, held: list[tuple[dict[str, Any], dict[str, Any]]], op: Callable[[Txn], None]
+    ) -> Callable[[Txn], None]:
+        """``op`` preceded by the held records, in order, in the same transaction."""
+        puts = [self._journal.record_op(self.saga_id, record) for record, _ in held]
+
+        def combined(txn: Txn) -> None:
+            for put in puts:
+                put(txn)
+            op(txn)
+
+        return combined
+
+    def _flush_held(self) -> None:
+        """Commit the held records with the current snapshot; then their events."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        state = self.state
+        snapshot = self._journal.snapshot_op(
+            self.saga_id, self._packer.pack(state), active=state.active
+        )
+        self._journal.commit(self._with_held(held, snapshot))
+        for _, note in held:
+            self._note("saga_step", **note)
+
     def _plan_op(
         self, record: dict[str, Any], state: SagaState, final: Plan | None
     ) -> Callable[[Txn], None]:
         journal = self._journal
         if final is None:
-            return journal.plan_op(self.saga_id, record, state.to_dict(), active=state.active)
+            return journal.plan_op(
+                self.saga_id, record, self._packer.pack(state), active=state.active
+            )
         assert final.record is not None
         put_end = journal.record_op(self.saga_id, record)
-        put_final = journal.plan_op(self.saga_id, final.record, final.state.to_dict(), active=False)
+        put_final = journal.plan_op(
+            self.saga_id, final.record, self._packer.pack(final.state), active=False
+        )
 
         def op(txn: Txn) -> None:
             put_end(txn)
@@ -305,11 +395,10 @@ class SagaActor(Actor):
             raise SagaError(f"saga {self.saga_id}: {cmd!r} is not a work command")
         name, attempt = cmd.step, cmd.attempt
         step, ss = self.definition.step(name), self.state.steps[name]
-        ctx = StepContext(
-            system=self.system, saga_id=self.saga_id, kind=self.state.kind, step=name,
-            input=self.state.input, results=self.state.results(), attempt=attempt,
-            deadline=ss.deadline, path=self.path,
-            phase="compensation" if compensation else "action", result=ss.result,
+        ctx = evolve(
+            self._ctx, step=name, results=self.state.results(), attempt=attempt,
+            deadline=ss.deadline, phase="compensation" if compensation else "action",
+            result=ss.result,
         )  # fmt: skip
         if compensation:
             if ss.comp_deadline is not None and time.time() >= ss.comp_deadline:
@@ -389,6 +478,7 @@ class SagaActor(Actor):
         self.system.storage.flush()  # durable before the saga may be finalized
 
     def _finish(self) -> None:
+        self._flush_held()  # never any here (a terminal plan is not held): defensive
         state = self.state
         if not state.finalized:
             # Finalized first, then the end event: whoever sees the event (await_saga)
@@ -401,7 +491,9 @@ class SagaActor(Actor):
     def _apply_final(self, plan: Plan) -> None:
         assert plan.record is not None
         self._journal.commit(
-            self._journal.plan_op(self.saga_id, plan.record, plan.state.to_dict(), active=False)
+            self._journal.plan_op(
+                self.saga_id, plan.record, self._packer.pack(plan.state), active=False
+            )
         )
         self.state = plan.state
 

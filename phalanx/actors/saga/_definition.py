@@ -112,12 +112,21 @@ class Step:
     # out after the other side committed): its compensation then runs first,
     # before those of the completed steps. It must undo nothing harmlessly.
     compensate_on_failure: bool = False
+    # False: the action (and its on_timeout) has no effect but log lines and
+    # read-only asks, so a crash may lose its success record: the actor holds
+    # that record and commits it with the next commit, always before any step
+    # with effects, any compensation, dead letter or alert (a resumed saga then
+    # re-runs it). It must have no compensation. Default True: today's one
+    # commit per record.
+    effects: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise SagaError(f"a step needs a non-empty name, got {self.name!r}")
         if self.compensate_on_failure and self.compensation is None:
             raise SagaError(f"step {self.name!r}: compensate_on_failure needs a compensation")
+        if not self.effects and self.compensation is not None:
+            raise SagaError(f"step {self.name!r}: an effect-free step has nothing to compensate")
         for name in ("timeout_s", "compensation_timeout_s"):
             value = getattr(self, name)
             if value is not None and value <= 0:

