@@ -59,7 +59,13 @@ from phalanx.actors.order._machine import (
     reply_event,
     transition,
 )
-from phalanx.actors.order._order import CRASH_POINTS, OrderActor, OrderServices, snapshot_of
+from phalanx.actors.order._order import (
+    CRASH_POINTS,
+    OrderActor,
+    OrderServices,
+    SinkOp,
+    snapshot_of,
+)
 from phalanx.actors.order._place import (
     adopt_external,
     cancel_order,
@@ -86,6 +92,7 @@ __all__ = [
     "OrderRecord",
     "OrderServices",
     "OrderStore",
+    "SinkOp",
     "adopt_external",
     "cancel_order",
     "client_order_id",

@@ -107,8 +107,11 @@ def place_order(
     if record is not None and record.terminal:
         return ref
     # AlreadyStarted/AlreadyPresent: started meanwhile, or restarting after a crash.
+    # fresh: no record a moment ago, so the actor's first incarnation need not read it.
     with contextlib.suppress(AlreadyStarted, AlreadyPresent):
-        SupervisorRef(system, supervisor).start_child(child_id=child_id, intent=intent)
+        SupervisorRef(system, supervisor).start_child(
+            child_id=child_id, intent=intent, fresh=record is None
+        )
     return ref
 
 
