@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from phalanx import ActorSystem
-from phalanx.actors.order import client_order_id, order_child_id
+from phalanx.actors.order import client_order_id, order_child_id, order_path, place_order
 from phalanx.actors.venue import PaperVenue
 from phalanx.storage._orders import OrderRecord
 from phalanx.supervision._supervisor import SupervisorRef
@@ -95,3 +95,31 @@ def test_place_order_starts_a_fresh_actor_with_the_journal_and_lines_of_a_readin
     assert _lines(rig, "pf-fresh") == _lines(rig, "pf-read")
     on_start = [name for name in reads if name.startswith("phalanx:/orders/")]
     assert on_start == ["phalanx:/orders/o-pf-read"]  # the fresh actor did not read
+
+
+def test_known_absent_skips_the_read_and_a_record_that_ended_meanwhile_is_never_sent_again(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue)
+    reads: list[str] = []
+    inner = rig.store.get
+
+    def get(order_req_id: str) -> OrderRecord | None:
+        reads.append(order_req_id)
+        return inner(order_req_id)
+
+    rig.store.get = get  # type: ignore[method-assign]
+    intent = rig.intent("ka1")
+    place_order(system, intent, known_absent=True)
+    assert reads == []  # place_order did not read the record
+    first = rig.wait_done("ka1")
+    assert (first.status, first.generation) == ("filled", 0)
+    # The caller's read is stale (the order ended since): one venue order all the same.
+    place_order(system, intent, known_absent=True)
+    again = rig.wait_done("ka1")
+    assert (again.status, again.fills, again.sunk) == (first.status, first.fills, first.sunk)
+    assert [o["clientOrderId"] for o in rig.venue_orders("ka1")] == [client_order_id("ka1", 0)]
+    assert rig.order_requests().count("POST /api/v3/order") == 1
+    assert len(rig.sink.fills) == 1
+    place_order(system, intent)  # without the hint: read, terminal, nothing started
+    assert not system.is_alive(order_path("ka1"))
