@@ -217,3 +217,20 @@ def test_a_redriven_fill_to_a_live_order_commits_the_op_its_sink_returns(
     system.tell(ref.path, fill)
     wait_until(lambda: "redriven-1" in sink.written(), what="the redriven fill's op")
     system.stop(orders)
+
+
+def test_each_fill_of_a_multi_fill_order_commits_its_op_with_its_own_sunk_marker(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue)
+    sink = OpSink(system, as_op=True)
+    writes = Writes(system)
+    record, _ = _run(rig, "op-two", _orders(rig, sink, "/orders-op"), amount="0.1")
+    tids = list(record.fills)
+    assert (record.status, len(tids)) == ("filled", 2)  # two book levels of 0.05
+    assert record.sunk == tuple(tids)
+    assert sink.written() == dict.fromkeys(tids, "op-two")
+    # register, ack, then one write per fill (a self-writing sink: one each plus the marker)
+    assert writes.calls == 4
+    markers = [e for e in rig.store.events("op-two") if e["kind"] == "fills_sunk"]
+    assert [(m["trade_ids"], m["dead_lettered"]) for m in markers] == [([t], []) for t in tids]
