@@ -38,8 +38,9 @@ together with every fill the venue reports executed, so a terminal snapshot's
 dead-lettered (``permanent_error``, target the order's path) instead of being
 retried forever. A sink may return its own write as a :data:`SinkOp` instead
 of committing it: the actor commits it in the transaction that journals the
-fill sunk (one write per fill fewer; the two commit together or not at all). ``OrderServices.settle_s`` (default 11 s: ccxt's Binance
-``recvWindow`` of 10 s plus 1 s) must exceed the longest a request can sit at
+fill sunk (one write per fill fewer; the two commit together or not at all).
+``OrderServices.settle_s`` (default 11 s: ccxt's Binance ``recvWindow`` of
+10 s plus 1 s) must exceed the longest a request can sit at
 the venue before it acts: a new generation is sent only after that long
 without a trace of the previous one.
 """
