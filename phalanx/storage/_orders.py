@@ -199,6 +199,29 @@ class OrderStore:
         op = update_op(self.storage, order_req_id, change, kind, clock=self.clock, detail=detail)
         return self.storage.write_now(op)
 
+    def update_after(
+        self,
+        first: Callable[[Txn], object],
+        order_req_id: str,
+        change: Callable[[OrderRecord], OrderRecord],
+        kind: str,
+        **detail: Any,
+    ) -> OrderRecord:
+        """Run the write op ``first``, then :meth:`update`, in ONE transaction.
+
+        Both commit or neither does; an exception ``first`` raises propagates
+        and nothing of the update is written. For a caller whose own write must
+        commit together with the change it journals (a fill sink's posting and
+        the fill's sunk marker).
+        """
+        op = update_op(self.storage, order_req_id, change, kind, clock=self.clock, detail=detail)
+
+        def both(txn: Txn) -> OrderRecord:
+            first(txn)
+            return op(txn)
+
+        return self.storage.write_now(both)
+
     def record_fills(
         self, order_req_id: str, fills: Iterable[OrderFill]
     ) -> tuple[OrderRecord, list[OrderFill]]:

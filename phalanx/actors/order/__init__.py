@@ -36,8 +36,11 @@ is blocked in, up to ``ask_timeout_s``). A terminal status is journaled only
 together with every fill the venue reports executed, so a terminal snapshot's
 ``filled`` and ``fills`` are final. A fill the sink refuses permanently is
 dead-lettered (``permanent_error``, target the order's path) instead of being
-retried forever. ``OrderServices.settle_s`` (default 11 s: ccxt's Binance
-``recvWindow`` of 10 s plus 1 s) must exceed the longest a request can sit at
+retried forever. A sink may return its own write as a :data:`SinkOp` instead
+of committing it: the actor commits it in the transaction that journals the
+fill sunk (one write per fill fewer; the two commit together or not at all).
+``OrderServices.settle_s`` (default 11 s: ccxt's Binance ``recvWindow`` of
+10 s plus 1 s) must exceed the longest a request can sit at
 the venue before it acts: a new generation is sent only after that long
 without a trace of the previous one.
 """
@@ -59,7 +62,13 @@ from phalanx.actors.order._machine import (
     reply_event,
     transition,
 )
-from phalanx.actors.order._order import CRASH_POINTS, OrderActor, OrderServices, snapshot_of
+from phalanx.actors.order._order import (
+    CRASH_POINTS,
+    OrderActor,
+    OrderServices,
+    SinkOp,
+    snapshot_of,
+)
 from phalanx.actors.order._place import (
     adopt_external,
     cancel_order,
@@ -86,6 +95,7 @@ __all__ = [
     "OrderRecord",
     "OrderServices",
     "OrderStore",
+    "SinkOp",
     "adopt_external",
     "cancel_order",
     "client_order_id",

@@ -60,15 +60,18 @@ from phalanx.protocols.trading import (
     OrderUpdate,
 )
 from phalanx.runtime import Actor, Timer, current_trace, trace_scope
+from phalanx.storage._env import Txn
 from phalanx.storage._orders import OrderRecord, OrderStore, add_fills, evolve
 from phalanx.supervision import ErrorClass, classify
 
-__all__ = ["CRASH_POINTS", "OrderActor", "OrderServices", "snapshot_of"]
+__all__ = ["CRASH_POINTS", "OrderActor", "OrderServices", "SinkOp", "snapshot_of"]
 
 CRASH_POINTS: frozenset[str] = frozenset(
     {"before_journal", "after_journal", "after_send", "after_ack_before_journal"}
 )
 ZERO = Decimal(0)
+SinkOp = Callable[[Txn], object]
+"""A fill sink's write, returned for the actor to commit with the fill's sunk marker."""
 _LIVE: tuple[OrderStatus, ...] = ("open", "partially_filled")
 _FORGET_SETTLE_FACTOR = 10  # x settle_s of "order does not exist" before an order is gone
 
@@ -76,6 +79,13 @@ _FORGET_SETTLE_FACTOR = 10  # x settle_s of "order does not exist" before an ord
 @dataclass(frozen=True)
 class OrderServices:
     """What every Order actor shares: the store, the venue, the fill sink and the rates.
+
+    ``fill_sink`` is handed each journaled fill once (again after a restart if
+    its sunk marker was not journaled); it must be idempotent by trade id. It
+    either writes what it writes itself and returns None, or returns that write
+    as a storage op, which the actor commits in the same transaction as the
+    fill's sunk marker: one write per fill instead of two, and the sink's write
+    and the marker commit together or not at all.
 
     ``crash_at`` and ``blind_resend`` are test-only switches (never config):
     ``crash_at`` raises ``ConnectionError`` once, in incarnation 1, at each named
@@ -85,7 +95,9 @@ class OrderServices:
 
     store: OrderStore
     exchanges: str = "/exchanges"  # the connection is at <exchanges>/<intent.exchange>
-    fill_sink: Callable[[OrderFill], None] | None = None
+    # A sink may return a write op instead of committing its own write: the op then
+    # commits in the transaction that journals the fill sunk (see _sink_pending).
+    fill_sink: Callable[[OrderFill], SinkOp | None] | None = None
     poll_interval_s: float = 0.25  # open orders: one FetchOrder per interval
     lookup_interval_s: float = 0.05  # unknown: first lookup delay, then x2 up to the max
     lookup_max_interval_s: float = 1.0
@@ -173,10 +185,16 @@ def _shows_same(a: OrderRecord, b: OrderRecord) -> bool:
 class OrderActor(Actor):
     """One order's state machine; see the module docstring for its invariants."""
 
-    def __init__(self, intent: OrderIntent, services: OrderServices) -> None:
+    def __init__(
+        self, intent: OrderIntent, services: OrderServices, *, fresh: bool = False
+    ) -> None:
         super().__init__()
         self.intent = intent
         self.services = services
+        # The starter read no record for the intent just before starting this actor
+        # (place_order): the first incarnation skips its own read. A record registered
+        # meanwhile (a twin) is met by _register, which then resolves it, never sends.
+        self._fresh = fresh
         self.store = services.store
         self.conn = f"{services.exchanges.rstrip('/')}/{intent.exchange}"
         self.record: OrderRecord | None = None
@@ -204,7 +222,9 @@ class OrderActor(Actor):
     def on_start(self) -> None:
         self._log = self.system.logs.logger("order")
         self._audit = self.system.logs.logger("audit")
-        self.record = self.store.get(self.intent.order_req_id)
+        # A restart (incarnation > 1) always reads: its predecessor may have registered.
+        fresh = self._fresh and self.incarnation == 1
+        self.record = None if fresh else self.store.get(self.intent.order_req_id)
         if self.record is not None and self.record.status in ("submitting", "unknown"):
             self._unknown_since = self.services.clock()
         self.system.tell(self.path, _Drive())
@@ -236,7 +256,9 @@ class OrderActor(Actor):
                 return self.snapshot()
             if isinstance(message, OrderFill):  # a dead-lettered fill, redriven
                 if self.services.fill_sink is not None:
-                    self.services.fill_sink(message)
+                    op = self.services.fill_sink(message)
+                    if op is not None:
+                        self.store.storage.write_now(op)
                 return None
             if isinstance(message, CancelIntent):
                 return self._cancel(message.reason)
@@ -727,16 +749,25 @@ class OrderActor(Actor):
         tick). A permanent one (the sink refuses that fill as such) dead-letters
         the fill, reason ``permanent_error``, so it is neither retried forever
         nor lost; redriving it to this actor hands it to the sink again.
+
+        A sink that returns its write as an op gets it committed with the sunk
+        marker of the fills taken so far, this one included (a fill of the hot
+        path: one ``fills_sunk`` event with its trade id, as with a sink that
+        writes itself); an error from that write counts as the sink's for the fill.
         """
         sink, pending = self.services.fill_sink, self._unsunk()
         if sink is None or not pending:
             return
         rec = self._rec()
-        taken: list[str] = []
+        taken: list[str] = []  # taken and not journaled sunk yet
         dead: list[str] = []
         for tid in pending:
             try:
-                sink(rec.fills[tid])
+                op = sink(rec.fills[tid])
+                if op is not None:
+                    self._journal_sunk([*taken, tid], dead, op)
+                    taken, dead = [], []
+                    continue
             except Exception as exc:
                 fields = {"trade_id": tid, "error": repr(exc)}
                 permanent = classify(exc) is ErrorClass.PERMANENT
@@ -753,12 +784,23 @@ class OrderActor(Actor):
                 dead.append(tid)
             taken.append(tid)
         if taken:
+            self._journal_sunk(taken, dead)
+
+    def _journal_sunk(self, taken: list[str], dead: list[str], first: SinkOp | None = None) -> None:
+        """Journal ``taken`` sunk (one ``fills_sunk`` event), after ``first`` in its txn."""
+        rec = self._rec()
+
+        def change(r: OrderRecord) -> OrderRecord:
+            # A write that timed out may have committed: a trade id is listed once.
+            return evolve(r, sunk=(*r.sunk, *(t for t in taken if t not in r.sunk)))
+
+        if first is None:
             self.record = self.store.update(
-                rec.order_req_id,
-                lambda r: evolve(r, sunk=(*r.sunk, *taken)),
-                "fills_sunk",
-                trade_ids=taken,
-                dead_lettered=dead,
+                rec.order_req_id, change, "fills_sunk", trade_ids=taken, dead_lettered=dead
+            )
+        else:
+            self.record = self.store.update_after(
+                first, rec.order_req_id, change, "fills_sunk", trade_ids=taken, dead_lettered=dead
             )
 
     # --- cancel ------------------------------------------------------------------------

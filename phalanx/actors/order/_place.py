@@ -87,6 +87,7 @@ def place_order(
     *,
     supervisor: str = ORDERS,
     store: OrderStore | None = None,
+    known_absent: bool = False,
 ) -> Ref:
     """Start the Order actor of ``intent`` unless it runs or its record is terminal.
 
@@ -94,6 +95,11 @@ def place_order(
     the same :class:`Ref` and never places a second order. Raises
     ``ValueError`` naming the field for an ``order_req_id`` that is not a
     path segment, an amount <= 0 or a limit order without a price.
+
+    ``known_absent``: the caller has just read no record for the intent, so
+    this call does not read it again. Safe whatever happened since: a record
+    registered meanwhile is met by the actor's own check-and-insert, which then
+    resolves that record (a terminal one is only confirmed), and never sends.
     """
     child_id = order_child_id(intent.order_req_id)
     if intent.amount <= 0:
@@ -103,12 +109,15 @@ def place_order(
     ref = system.ref(f"{supervisor.rstrip('/')}/{child_id}")
     if system.is_alive(ref.path):
         return ref
-    record = _store(system, store).get(intent.order_req_id)
+    record = None if known_absent else _store(system, store).get(intent.order_req_id)
     if record is not None and record.terminal:
         return ref
     # AlreadyStarted/AlreadyPresent: started meanwhile, or restarting after a crash.
+    # fresh: no record a moment ago, so the actor's first incarnation need not read it.
     with contextlib.suppress(AlreadyStarted, AlreadyPresent):
-        SupervisorRef(system, supervisor).start_child(child_id=child_id, intent=intent)
+        SupervisorRef(system, supervisor).start_child(
+            child_id=child_id, intent=intent, fresh=record is None
+        )
     return ref
 
 
