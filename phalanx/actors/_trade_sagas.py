@@ -241,7 +241,7 @@ def _snapshot(ctx: StepContext) -> OrderSnapshot | None:
         return None
     alive = ctx.system.is_alive(path)
     if not alive:
-        place_order(ctx.system, _intent(ctx))
+        place_order(ctx.system, _intent(ctx), known_absent=record is None)
     snap: OrderSnapshot = ctx.system.ask(path, GetOrder(), timeout=5.0)
     return snap
 

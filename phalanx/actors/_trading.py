@@ -36,6 +36,7 @@ from phalanx.actors._trade_sagas import BUY, SELL, buy_input, register_trade_sag
 from phalanx.actors.exchange import ConnectionState, connection_spec
 from phalanx.actors.order import (
     OrderServices,
+    SinkOp,
     adopt_external,
     resume_orders,
     start_order_supervisor,
@@ -131,9 +132,18 @@ class TradingNode:
     # --- the fill sink and launching sagas ------------------------------------------
 
     def apply_fill(self, fill: OrderFill) -> None:
-        """The fill sink: position then ledger, both idempotent by trade id."""
+        """Position then ledger, both idempotent by trade id (reconciliation's sink)."""
         ensure_position(self.system, fill.symbol).ask(ApplyFill(fill=fill), timeout=10.0)
         self.ledger.post_fill(ledger_fill_from(fill))
+
+    def fill_sink(self, fill: OrderFill) -> SinkOp:
+        """The Order actors' sink: :meth:`apply_fill`, its ledger posting returned as an op.
+
+        The Order actor commits the op in the txn that journals the fill sunk
+        (one write per fill instead of two; posting and marker commit together).
+        """
+        ensure_position(self.system, fill.symbol).ask(ApplyFill(fill=fill), timeout=10.0)
+        return self.ledger.post_fill_op(ledger_fill_from(fill))
 
     def saga_input(self, idea: TradeIdea) -> dict[str, Any]:
         """The journaled input of the saga that trades ``idea``."""
@@ -280,7 +290,7 @@ def start_trading(
     )  # fmt: skip
     start_positions(system, symbols, exchange=exchange)
     options = {"poll_interval_s": trading.order_poll_s, **dict(order_options or {})}
-    services = OrderServices(store=node.orders, fill_sink=node.apply_fill, **options)
+    services = OrderServices(store=node.orders, fill_sink=node.fill_sink, **options)
     start_order_supervisor(system, services)
     # A halt or reduce set by an operator or a limit (persisted by Risk) outlives a
     # restart; only the halts this function set itself are lifted after reconciling.

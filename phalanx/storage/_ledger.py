@@ -114,6 +114,18 @@ class Ledger:
             entry = _fill_entry(fill)
         return self._post_one(entry)
 
+    def post_fill_op(self, fill: Fill) -> Callable[[Any], bool]:
+        """:meth:`post_fill` as a write op, for a caller committing it in its own txn.
+
+        Validated now (``ValueError`` naming the fill, before anything runs);
+        the op returns what :meth:`post_fill` returns. The Order actor commits
+        it with the fill's sunk marker: posting and marker together or not at all.
+        """
+        with localcontext(_EXACT):
+            entry = _fill_entry(fill)
+        op = self._op([entry])
+        return lambda t: op(t)[0]
+
     def post_fills(self, fills: Sequence[Fill]) -> list[bool]:
         """Post many fills in ONE write op (one commit): per fill, True if posted now.
 
