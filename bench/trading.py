@@ -40,6 +40,7 @@ from phalanx import ActorSystem
 from phalanx.actors import BUY, TradingNode, buy_input, start_trading
 from phalanx.actors.saga import await_saga, start_saga
 from phalanx.actors.venue import PaperVenue
+from phalanx.runtime import freeze_startup_heap
 from phalanx.runtime._config import (
     ExchangeConfig,
     NodeConfig,
@@ -187,6 +188,7 @@ def _node(sync: bool) -> Iterator[tuple[ActorSystem, PaperVenue, TradingNode]]:
         node = start_trading(system, _config(), venue)
         assert node.reconciliation is not None
         assert node.reconciliation.ok
+        freeze_startup_heap()  # as `phalanx run` does once its node is up
         yield system, venue, node
 
 
@@ -245,6 +247,7 @@ def separate_venue_throughput() -> dict[str, Any]:
         node = start_trading(system, config, None)
         assert node.reconciliation is not None
         assert node.reconciliation.ok
+        freeze_startup_heap()
         ticker = ccxt.binance({**cc, "apiKey": "paper-key", "secret": "paper-secret"})
         ticker.load_markets()
         count = [0]

@@ -35,6 +35,7 @@ from phalanx.runtime._config import (
     load_config,
 )
 from phalanx.runtime._control import ControlServer
+from phalanx.runtime._gc import freeze_startup_heap
 
 __all__ = ["DEFAULT_CONFIG", "add_parser", "build_summary"]
 
@@ -141,6 +142,7 @@ def _run_trading(
         f"drift={r.get('drift')}" + (f" error={r.get('error')}" if r.get("error") else ""),
         flush=True,
     )
+    _freeze_heap()
     strategy = node.config.strategy
     if node.strategy is not None:
         print(
@@ -162,6 +164,13 @@ def _run_trading(
         print("phalanx: some sagas are still running (they resume at the next boot)", flush=True)
     print(_progress(node), flush=True)
     return node.summary()
+
+
+def _freeze_heap() -> None:
+    """Once the node is up: its startup heap out of the collector's reach (runtime/_gc.py)."""
+    tuning = freeze_startup_heap()
+    print(f"  gc: {tuning.frozen} startup objects frozen, "
+          f"gen0 threshold {tuning.thresholds[0]}", flush=True)  # fmt: skip
 
 
 def _test_order_options() -> dict[str, Any]:
@@ -285,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
                     trading = _run_trading(system, config, venue, args.duration, stop)
                 else:
                     start_exchanges(system, config, venue)
+                    _freeze_heap()
                     _start_ticker_printer(system, config)
                     stop.wait(args.duration)
             print("phalanx: shutting down in order", flush=True)

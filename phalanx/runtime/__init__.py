@@ -4,6 +4,7 @@ from phalanx.runtime._actor import Actor, ExitReason
 from phalanx.runtime._context import TRACE_KEYS, current_path, current_trace, trace_scope
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._events import Event, EventStream, Subscription
+from phalanx.runtime._gc import GcTuning, freeze_startup_heap
 from phalanx.runtime._mailbox import Mailbox
 from phalanx.runtime._ref import Ref
 from phalanx.runtime._system import ActorSystem
@@ -17,11 +18,13 @@ __all__ = [
     "Event",
     "EventStream",
     "ExitReason",
+    "GcTuning",
     "Mailbox",
     "Ref",
     "Subscription",
     "Timer",
     "current_path",
     "current_trace",
+    "freeze_startup_heap",
     "trace_scope",
 ]

@@ -45,6 +45,7 @@ def test_demo_places_and_fills_orders_completes_sagas_and_balances_the_ledger(
     assert data["orders_placed"] >= data["orders_filled"]
     assert data["sagas_completed"] + data["sagas_compensated"] > 0
     assert "reconciliation: ok=True" in result.stdout
+    assert "startup objects frozen, gen0 threshold 10000" in result.stdout
     assert "orders placed=" in result.stdout
     assert "ticker paper BTC/USDT" in result.stdout
 
