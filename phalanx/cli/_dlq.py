@@ -12,12 +12,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import phalanx.actors  # noqa: F401 - registers every message type, so stored records decode
+from phalanx.cli._state import open_state
 from phalanx.errors import ConfigError, DeadLetterError
-from phalanx.storage import DeadLetter, DeadLetterStore, Storage
+from phalanx.storage import DeadLetter, DeadLetterStore
 
 __all__ = ["add_parser"]
 
@@ -64,16 +64,8 @@ def add_parser(sub: Any) -> None:
 
 @contextmanager
 def _store(var_dir: str) -> Iterator[DeadLetterStore]:
-    path = Path(var_dir) / "state.lmdb"
-    if not Path(var_dir).is_dir():
-        raise ConfigError(f"var dir {var_dir!r} does not exist")
-    if not path.is_dir():
-        raise ConfigError(f"no phalanx state at {str(path)!r} (has a node run with this var dir?)")
-    storage = Storage(path)
-    try:
+    with open_state(var_dir) as storage:
         yield DeadLetterStore(storage)
-    finally:
-        storage.close()
 
 
 def _print_records(records: list[DeadLetter], as_json: bool) -> None:

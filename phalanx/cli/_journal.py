@@ -10,14 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from phalanx.errors import ConfigError
+from phalanx.cli._state import open_state
 from phalanx.storage import Storage
 from phalanx.storage._journal_prune import is_pruned, prune_journal
 
@@ -61,22 +58,8 @@ def _days(text: str) -> float:
     return value
 
 
-@contextmanager
-def _storage(var_dir: str) -> Iterator[Storage]:
-    path = Path(var_dir) / "state.lmdb"
-    if not Path(var_dir).is_dir():
-        raise ConfigError(f"var dir {var_dir!r} does not exist")
-    if not path.is_dir():
-        raise ConfigError(f"no phalanx state at {str(path)!r} (has a node run with this var dir?)")
-    storage = Storage(path)
-    try:
-        yield storage
-    finally:
-        storage.close()
-
-
 def _stats(args: argparse.Namespace) -> int:
-    with _storage(args.var_dir) as storage:
+    with open_state(args.var_dir) as storage:
         out = journal_stats(storage)
     if args.json:
         print(json.dumps(out, indent=2))
@@ -116,7 +99,7 @@ def journal_stats(storage: Storage) -> dict[str, Any]:
 
 def _prune(args: argparse.Namespace) -> int:
     cutoff = time.time() - args.keep_days * _DAY_S
-    with _storage(args.var_dir) as storage:
+    with open_state(args.var_dir) as storage:
         result = prune_journal(
             storage, ended_before=cutoff, dry_run=args.dry_run, include_failed=args.include_failed
         )

@@ -34,6 +34,7 @@ import msgpack
 from phalanx.actors._position_model import PositionState
 from phalanx.actors._replay import LiveState, ReplayReport, ReplaySources, replay
 from phalanx.actors._trade_sagas import register_trade_sagas
+from phalanx.cli._state import open_state, state_path
 from phalanx.errors import ConfigError, StorageError
 from phalanx.storage import Storage
 
@@ -274,17 +275,10 @@ def _node_live(var_dir: Path) -> bool:
 
 def load(var_dir: Path) -> Loaded:
     """Read everything replay needs from ``var_dir``; :class:`ConfigError` if there is no state."""
-    if not var_dir.is_dir():
-        raise ConfigError(f"var dir {str(var_dir)!r} does not exist")
-    path = var_dir / "state.lmdb"
-    if not (path / "data.mdb").is_file():
-        raise ConfigError(f"no phalanx state at {str(path)!r} (has a node run with this var dir?)")
+    path = state_path(var_dir)
     loaded = Loaded(ReplaySources(), LiveState())
-    storage = Storage(path, readonly=True)  # unreadable: StorageError, exit 1
-    try:
+    with open_state(var_dir, readonly=True) as storage:  # unreadable: StorageError, exit 1
         raw = _read_state(storage, loaded.errors)
-    finally:
-        storage.close()
     if not raw.pop("_present") & set(_TRADING):
         raise ConfigError(f"no trading state in {str(path)!r} (no orders, ledger or sagas yet)")
     _split(raw, loaded)
