@@ -1,8 +1,12 @@
-"""Shared by the Risk and Position actor tests: a quick node and its decision lines."""
+"""Shared by the trading tests: a quick node, its decision lines, a run until SIGKILL."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +32,17 @@ def decision_lines(system: ActorSystem, event: str | None = None) -> list[dict[s
         for line in path.read_text(encoding="utf-8").splitlines()
     ]
     return [line for line in lines if event is None or line["event"] == event]
+
+
+def run_until_killed(script: str, var: Path) -> None:
+    """Run test module ``script`` as a program on ``var``; it must end by SIGKILL (its own)."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, script, str(var)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]

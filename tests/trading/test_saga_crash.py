@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from phalanx.actors.saga import (
     start_saga,
     start_saga_supervisor,
 )
+from tests.trading._rig import run_until_killed
 
 KIND = "crash-test"
 
@@ -72,16 +72,7 @@ def _child(var: Path) -> None:
 
 def test_sigkill_inside_a_step_reruns_only_that_step_after_restart(tmp_path: Path) -> None:
     var = tmp_path / "var"
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, __file__, str(var)],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    run_until_killed(__file__, var)
     log = var / "effects.log"
     assert _lines(log) == ["run:s1", "effect:s1", "run:s2", "effect:s2"]
     system = _node(var)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from phalanx.actors.saga import (
     start_saga_supervisor,
 )
 from phalanx.storage._journal import SagaJournal
+from tests.trading._rig import run_until_killed
 
 KIND = "deferred-crash-test"
 
@@ -87,16 +87,7 @@ def test_a_crash_before_the_held_records_commit_reruns_them_and_runs_the_effect_
     tmp_path: Path,
 ) -> None:
     var = tmp_path / "var"
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, __file__, str(var)],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    run_until_killed(__file__, var)
     log = var / "effects.log"
     assert _lines(log) == ["run:e1", "run:e2"]  # both ran, s3 never started
     system = _node(var)
