@@ -245,12 +245,12 @@ def test_a_fill_missing_from_the_order_log_is_named(
     var = _copy(chaos_var, tmp_path)
     log = var / "logs" / "order.jsonl"
     lines = log.read_text().splitlines()
-    first = next(line for line in lines if '"order_fill"' in line)
-    trade = json.loads(first)["trade_id"]
-    # Every line of that trade (a killed Order actor's successor may log a fill
-    # again), by its trade id: a substring test on an id like "3" also dropped
-    # other trades' lines (prices contain 3s), and with them the oldest retained
-    # fill line, so the fill then predated the log and was not cross-checked.
+    # The last fill: well after the log's first line (a fill of the first order
+    # may share its millisecond). Every line of that trade (a killed Order
+    # actor's successor may log a fill again), matched by trade id: a substring
+    # test on an id like "3" also dropped lines with a 3 in a price.
+    last = next(line for line in reversed(lines) if '"order_fill"' in line)
+    trade = json.loads(last)["trade_id"]
     kept = [line for line in lines if not _is_fill_line(line, trade)]
     log.write_text("\n".join(kept) + "\n")
 
