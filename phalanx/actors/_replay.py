@@ -213,12 +213,11 @@ def _collect_fills(src: ReplaySources, out: ReplayReport) -> dict[tuple[str, str
     pruned = 0
     for key in unlogged:
         ms = fills[key].timestamp  # None for a create reply's trades: use the order's start
-        # A venue timestamp is whole milliseconds: the fill happened within the
-        # millisecond after it. Older than the log only if that whole millisecond
-        # is (a fill in the same millisecond as its order's first line read as
-        # older than the log, and went unchecked).
-        at = (ms + 1) / 1000 if ms is not None else src.records[owner[key]].get("created_at")
-        if src.log_since and isinstance(at, int | float) and at <= src.log_since:
+        # A venue timestamp is whole milliseconds (truncated), so a fill in the same
+        # millisecond as the oldest retained line counts as older than the log:
+        # replay then errs toward "retention removed its line" over a false alarm.
+        at = ms / 1000 if ms is not None else src.records[owner[key]].get("created_at")
+        if src.log_since and isinstance(at, int | float) and at < src.log_since:
             pruned += 1  # older than the oldest log line: its file aged out
             continue
         out.differences.append(Difference(
