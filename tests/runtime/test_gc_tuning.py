@@ -34,7 +34,8 @@ def test_garbage_cycles_from_startup_are_collected_not_frozen() -> None:
     tuning = freeze_startup_heap()
     assert freed == ["a"]
     assert tuning.collected >= 2
-    assert tuning.frozen == gc.get_freeze_count() > 0
+    # Frozen objects still die by refcount (the count only falls after the call).
+    assert 0 < gc.get_freeze_count() <= tuning.frozen
 
 
 def test_survivors_are_frozen_and_later_garbage_is_still_collected() -> None:
