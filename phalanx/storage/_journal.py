@@ -21,7 +21,7 @@ caller's own op to commit more in the same transaction.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -106,14 +106,22 @@ class SagaJournal:
         snapshot: Mapping[str, Any] | bytes,
         *,
         active: bool,
+        earlier: Sequence[Mapping[str, Any]] = (),
     ) -> Callable[[Txn], None]:
-        """Record (if any) + snapshot (a dict or its packed bytes) + index in one op."""
-        put_record = self.record_op(saga_id, record) if record is not None else None
+        """Records (``earlier``, in order, then ``record`` if any) + snapshot + index in one op.
+
+        ``snapshot`` is a dict or its packed bytes. ``earlier``: records that
+        must commit in the same transaction ahead of ``record`` (the Saga
+        actor's held records of effect-free steps, or a saga's end record
+        finalized with it).
+        """
+        records = [*earlier, record] if record is not None else list(earlier)
+        puts = [self.record_op(saga_id, r) for r in records]
         put_snapshot = self.snapshot_op(saga_id, snapshot, active=active)
 
         def op(txn: Txn) -> None:
-            if put_record is not None:
-                put_record(txn)
+            for put in puts:
+                put(txn)
             put_snapshot(txn)
 
         return op

@@ -286,11 +286,8 @@ class SagaActor(Actor):
             self.state = state
             self._run_now = not self._ending()  # commands: the next RunStep, due now
             return
-        op = self._plan_op(record, state, final)
         held, self._held = self._held, []
-        if held:
-            op = self._with_held(held, op)
-        self._journal.commit(op)
+        self._journal.commit(self._plan_op(record, state, final, [r for r, _ in held]))
         self.state = state if final is None else final.state
         for _, held_note in held:
             self._note("saga_step", **held_note)
@@ -325,51 +322,36 @@ class SagaActor(Actor):
             return not self.definition.step(work.step).effects
         return False
 
-    def _with_held(
-        self, held: list[tuple[dict[str, Any], dict[str, Any]]], op: Callable[[Txn], None]
-    ) -> Callable[[Txn], None]:
-        """``op`` preceded by the held records, in order, in the same transaction."""
-        puts = [self._journal.record_op(self.saga_id, record) for record, _ in held]
-
-        def combined(txn: Txn) -> None:
-            for put in puts:
-                put(txn)
-            op(txn)
-
-        return combined
-
     def _flush_held(self) -> None:
         """Commit the held records with the current snapshot; then their events."""
         if not self._held:
             return
         held, self._held = self._held, []
         state = self.state
-        snapshot = self._journal.snapshot_op(
-            self.saga_id, self._packer.pack(state), active=state.active
-        )
-        self._journal.commit(self._with_held(held, snapshot))
+        self._journal.commit(self._journal.plan_op(
+            self.saga_id, None, self._packer.pack(state), active=state.active,
+            earlier=[record for record, _ in held],
+        ))  # fmt: skip
         for _, note in held:
             self._note("saga_step", **note)
 
     def _plan_op(
-        self, record: dict[str, Any], state: SagaState, final: Plan | None
+        self,
+        record: dict[str, Any],
+        state: SagaState,
+        final: Plan | None,
+        held: list[dict[str, Any]],
     ) -> Callable[[Txn], None]:
-        journal = self._journal
+        """``held`` records, ``record`` and the snapshot; with ``final``, its record too."""
         if final is None:
-            return journal.plan_op(
-                self.saga_id, record, self._packer.pack(state), active=state.active
+            return self._journal.plan_op(
+                self.saga_id, record, self._packer.pack(state), active=state.active, earlier=held
             )
         assert final.record is not None
-        put_end = journal.record_op(self.saga_id, record)
-        put_final = journal.plan_op(
-            self.saga_id, final.record, self._packer.pack(final.state), active=False
-        )
-
-        def op(txn: Txn) -> None:
-            put_end(txn)
-            put_final(txn)
-
-        return op
+        return self._journal.plan_op(
+            self.saga_id, final.record, self._packer.pack(final.state), active=False,
+            earlier=[*held, record],
+        )  # fmt: skip
 
     def _poll_delay(self, retry: ScheduleRetry) -> float:
         """The Pending delay, cut so the poll is never later than the next timeout due."""
