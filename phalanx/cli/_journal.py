@@ -16,6 +16,7 @@ import msgpack
 
 from phalanx.cli._state import open_state
 from phalanx.storage import Storage
+from phalanx.storage._journal import _JOURNAL, _SNAPSHOTS
 from phalanx.storage._journal_prune import is_pruned, prune_journal
 
 __all__ = ["add_parser"]
@@ -73,7 +74,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 def journal_stats(storage: Storage) -> dict[str, Any]:
     """Sagas by status, pruned sagas, and the records' and snapshots' sizes."""
-    journal, snapshots = storage.db("journal"), storage.db("journal_snapshots")
+    journal, snapshots = storage.db(_JOURNAL), storage.db(_SNAPSHOTS)
 
     def op(txn: Any) -> dict[str, Any]:
         by_status: dict[str, int] = {}

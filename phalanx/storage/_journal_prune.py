@@ -43,10 +43,10 @@ from typing import Any
 import msgpack
 
 from phalanx.storage._env import Storage, Txn
+from phalanx.storage._journal import _ACTIVE, _JOURNAL, _SNAPSHOTS
 
 __all__ = ["JournalPrune", "compact_snapshot", "is_pruned", "prune_journal"]
 
-_JOURNAL, _SNAPSHOTS, _ACTIVE = "journal", "journal_snapshots", "journal_active"
 _ENDED = frozenset({"completed", "compensated"})
 _FAILED = "compensation_failed"  # money may be stuck: kept unless asked (include_failed)
 

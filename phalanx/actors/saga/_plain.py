@@ -22,7 +22,7 @@ _SCALARS = (str, int, float, bool, bytes, type(None))
 
 
 # Exact types the fast pass keeps as they are (a subclass takes the full pass).
-_EXACT = frozenset({str, int, float, bool, bytes, type(None)})
+_EXACT = frozenset(_SCALARS)
 
 
 class _NotFast(Exception):
