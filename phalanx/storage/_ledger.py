@@ -110,9 +110,7 @@ class Ledger:
 
     def post_fill(self, fill: Fill) -> bool:
         """Post a fill; replaying the same ``fill_id`` posts nothing and returns False."""
-        with localcontext(_EXACT):
-            entry = _fill_entry(fill)
-        return self._post_one(entry)
+        return bool(self._storage.write_now(self.post_fill_op(fill)))
 
     def post_fill_op(self, fill: Fill) -> Callable[[Any], bool]:
         """:meth:`post_fill` as a write op, for a caller committing it in its own txn.
