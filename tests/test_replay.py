@@ -30,7 +30,9 @@ from phalanx import ActorSystem, Retry
 from phalanx.actors import BUY, SELL, buy_input, sell_input
 from phalanx.actors._ledger_actor import ledger_fill_from
 from phalanx.actors._position_model import PositionState
-from phalanx.actors._replay import LiveState, ReplaySources, replay, replay_saga
+from phalanx.actors._replay import replay
+from phalanx.actors._replay_model import LiveState, ReplaySources
+from phalanx.actors._replay_sagas import replay_saga
 from phalanx.actors.saga import (
     SagaDefinition,
     Step,

@@ -20,7 +20,8 @@ from phalanx import ActorSystem
 from phalanx.actors._ledger_actor import ledger_fill_from
 from phalanx.actors._position import Position, position_terms
 from phalanx.actors._position_model import PositionState
-from phalanx.actors._replay import LiveState, ReplaySources, replay
+from phalanx.actors._replay import replay
+from phalanx.actors._replay_model import LiveState, ReplaySources
 from phalanx.actors.venue import MatchingEngine
 from phalanx.protocols.trading import ApplyFill, GetPosition, OrderFill, PositionSnapshot
 from phalanx.storage import Fill, Ledger, Storage, plan_fill, plan_opening
