@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from phalanx import Actor, ActorSystem
-from phalanx.actors._risk import InvalidReservation, start_risk
+from phalanx.actors._risk import start_risk
+from phalanx.actors._risk_funds import InvalidReservation
 from phalanx.actors._risk_model import CHECKS, RiskLimits
 from phalanx.errors import InsufficientFunds
 from phalanx.protocols.exchange import Balance, FetchBalance

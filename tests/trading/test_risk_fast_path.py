@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from phalanx import ActorSystem
-from phalanx.actors._risk import Risk, _DayClock, start_risk
+from phalanx.actors._risk import Risk, start_risk
 from phalanx.actors._risk_model import (
     MarketFilter,
     RiskLimits,
@@ -30,6 +30,7 @@ from phalanx.actors._risk_model import (
     _reserved_by_others,
     evaluate,
 )
+from phalanx.actors._risk_state import _DayClock
 from phalanx.errors import PhalanxError
 from phalanx.protocols.trading import (
     FundsAtVenue,
