@@ -16,7 +16,8 @@ import pytest
 import structlog
 
 from phalanx import Actor, ActorSystem, Retry, trace_scope
-from phalanx.runtime._logging import TAXONOMIES, LogManager, mask_secrets
+from phalanx.runtime._log_masking import mask_secrets
+from phalanx.runtime._logging import TAXONOMIES, LogManager
 
 API_KEY = "AKIA-super-secret-key-1234567890"
 API_SECRET = "s3cr3t-value-abcdefghij"

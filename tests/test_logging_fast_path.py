@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phalanx import trace_scope
-from phalanx.runtime._logging import BUFFERED, LogManager, _iso
+from phalanx.runtime._log_encoding import _iso
+from phalanx.runtime._logging import BUFFERED, LogManager
 
 SECRET = "fast-path-secret-0123456789"
 

@@ -18,7 +18,9 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
 from phalanx import trace_scope
-from phalanx.runtime._logging import BUFFERED, TAXONOMIES, LogManager, _add_context, _dumps, _iso
+from phalanx.runtime._log_capture import _add_context
+from phalanx.runtime._log_encoding import _dumps, _iso
+from phalanx.runtime._logging import BUFFERED, TAXONOMIES, LogManager
 
 SECRET = "sync-path-secret-0123456789"
 SYNCHRONOUS = [t for t in TAXONOMIES if t not in BUFFERED]

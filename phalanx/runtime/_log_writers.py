@@ -13,7 +13,7 @@ a tight loop costs ~28 us: the exchange call in between evicts the caches).
 Handed off, the actor thread pays ~20 us and the writer renders a batch at
 tight-loop speed. A tracer line (scalar fields only) is not even a dict on
 the actor thread any more: the call hands over what the line is made of and
-the writer assembles it (``_logging._Capture.deferred``); in a tight loop
+the writer assembles it (``_log_capture._Capture.deferred``); in a tight loop
 the call went from ~7 to ~4 us, in place from ~21 to ~16 us.
 """
 

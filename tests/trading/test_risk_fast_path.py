@@ -41,7 +41,7 @@ from phalanx.protocols.trading import (
     RiskDecision,
     SetTradingState,
 )
-from phalanx.runtime._logging import mask_value
+from phalanx.runtime._log_masking import mask_value
 
 from ._rig import decision_lines, quick_system
 
