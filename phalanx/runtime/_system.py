@@ -24,7 +24,8 @@ from phalanx.errors import (
     StorageError,
 )
 from phalanx.runtime._actor import Actor
-from phalanx.runtime._cell import ActorCell, Decider, default_decider
+from phalanx.runtime._cell import ActorCell
+from phalanx.runtime._cell_state import Decider
 from phalanx.runtime._context import current_path, current_trace
 from phalanx.runtime._delivery import PostOffice
 from phalanx.runtime._envelope import Envelope
@@ -37,6 +38,7 @@ from phalanx.runtime._timers import Timer, Timers
 from phalanx.storage import DeadLetterStore, Storage
 from phalanx.storage._durable import DurableMailboxes
 from phalanx.supervision import ChildSpec, Retry, Strategy
+from phalanx.supervision._decider import default_decider
 from phalanx.supervision._root import RootPolicy
 from phalanx.supervision._supervisor import AutoShutdown, Supervisor, SupervisorRef, _always_resume
 
