@@ -2,39 +2,21 @@
 
 A cell owns the inbox, the counters, the restart state and the current
 incarnation. Refs resolve to cells, so a restart is invisible to senders.
+This module holds its lifecycle: starting an incarnation, its end (reported
+to the parent unless the parent asked for it), ending one at a supervisor's
+request, and stopping for good. The attributes and per-message accounting are
+in ``_cell_state.py``, the handler-failure policy in ``_cell_failures.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import threading
-import time
-import traceback
-from _thread import RLock as _RLock
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import ValidationError
-from pykka import messages as pykka_messages
-
-from phalanx.errors import CircuitOpen, UnknownMessage
 from phalanx.runtime._actor import Actor, ExitReason, _constructing
-from phalanx.runtime._envelope import Envelope
-from phalanx.runtime._flags import Flag, Signals
-from phalanx.runtime._mailbox import Control, Inbox, Mailbox
-from phalanx.supervision import Directive, Retry
-from phalanx.supervision._decider import default_decider, retry_budget
+from phalanx.runtime._cell_failures import _CellFailures
+from phalanx.runtime._mailbox import Control
 
-if TYPE_CHECKING:
-    from phalanx.runtime._system import ActorSystem
-    from phalanx.runtime._timers import Timer
-
-__all__ = ["ActorCell", "Decider", "Parent", "default_decider"]
-
-Decider = Callable[[BaseException], Directive]
-Factory = Callable[..., Actor]
+__all__ = ["ActorCell"]
 
 KILL = Control(ExitReason.KILLED)
 SHUTDOWN = Control(ExitReason.SHUTDOWN)
@@ -45,153 +27,10 @@ _KILL_WAIT = 1.0
 _INTERRUPT_GRACE = 5.0
 
 
-class Parent(Protocol):
-    """What a cell reports to: the root policy or an OTP supervisor."""
-
-    def child_exited(
-        self, cell: ActorCell, reason: str, exc: BaseException | None, incarnation: int
-    ) -> None:
-        """An incarnation ended without being asked to (called on the exiting thread).
-
-        ``incarnation`` is the number of the incarnation that ended, captured
-        under the cell lock: by the time this runs, a newer one may be running.
-        """
-
-
-class _PykkaInbox:
-    """What pykka's ``ActorRef`` sees as the inbox: every put goes through the cell."""
-
-    __slots__ = ("_cell",)
-
-    def __init__(self, cell: ActorCell) -> None:
-        self._cell = cell
-
-    def put(self, envelope: Any, /) -> None:
-        cell = self._cell
-        env = (
-            envelope
-            if isinstance(envelope, Envelope)
-            else Envelope.outgoing(envelope.message, envelope.reply_to)
-        )
-        if type(env.message) is pykka_messages._ActorStop:
-            if cell.inbox.append_unbounded(env):  # a stop request is never refused
-                cell.system.post.count_sent()  # bypasses offer(), so counted here
-            elif env.reply_to is not None:  # already stopped: never leave stop() waiting
-                with contextlib.suppress(queue.Full):
-                    env.reply_to.set(None)
-            return
-        cell.system.post.deliver(cell, env)
-
-    def get(self) -> Any:  # pragma: no cover - the phalanx loop reads the Inbox directly
-        return self._cell.inbox.get()
-
-    def empty(self) -> bool:
-        return len(self._cell.inbox) == 0
-
-
-class ActorCell:
+class ActorCell(_CellFailures):
     """State of one address: inbox, incarnation, status, counters, restart policy."""
 
-    # Slots: 37 attributes overflow CPython 3.11's shared-key instance dicts;
-    # measured (min of 20x5000) 9.6-10.2 us per cell with a dict, 3.8 us with
-    # slots and the lazy Inbox Condition.
-    __slots__ = (
-        "_ended",
-        "_expected_end",
-        "_first_start",
-        "_keep_journaled",
-        "_lock",
-        "_pending_acks",
-        "_stopping",
-        "actor",
-        "args",
-        "breaker_state",
-        "decider",
-        "durable_seq",
-        "factory",
-        "failures",
-        "inbox",
-        "incarnation",
-        "kept_journaled",
-        "kind",
-        "kwargs",
-        "last_directive",
-        "parent",
-        "path",
-        "processed",
-        "pykka_inbox",
-        "recent_failures",
-        "restart_state",
-        "restart_timer",
-        "restarts",
-        "retry",
-        "signals",
-        "spawned_at",
-        "start_error",
-        "status",
-        "system",
-        "terminated",
-        "thread",
-        "trial_notify",
-    )
-
-    def __init__(
-        self,
-        system: ActorSystem,
-        path: str,
-        factory: Factory,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        mailbox: Mailbox,
-        retry: Retry,
-        decider: Decider = default_decider,
-    ) -> None:
-        self.system = system
-        self.path = path
-        self.factory = factory
-        self.args = args
-        self.kwargs = kwargs
-        self.retry = retry
-        self.decider = decider
-        self.inbox = Inbox(mailbox)
-        self.pykka_inbox = _PykkaInbox(self)
-        self.kind = getattr(factory, "__qualname__", type(factory).__qualname__)
-        self.actor: Actor | None = None
-        self.thread: threading.Thread | None = None
-        self.status = "starting"
-        self.incarnation = 0
-        self.processed = 0
-        self.restarts = 0
-        self.failures = 0
-        self.spawned_at = time.time()
-        self.recent_failures: deque[dict[str, Any]] = deque(maxlen=10)
-        self.durable_seq = 0
-        # Handled durable entries not yet deleted; only the actor thread appends.
-        self._pending_acks: list[bytes] = []
-        # The supervisor told of every incarnation end it did not ask for.
-        self.parent: Parent | None = None
-        # The decider's directive for the last handler failure (None after a kill).
-        self.last_directive: Directive | None = None
-        # Breaker state shown by stats(); the supervisor owns the breaker itself.
-        self.breaker_state: str | None = None
-        # Set by a supervisor during a half-open trial: called once on the next success.
-        self.trial_notify: Callable[[], None] | None = None
-        self.restart_timer: Timer | None = None
-        # Restart bookkeeping owned by the parent policy (opaque to the cell).
-        self.restart_state: Any = None
-        self._lock = _RLock()
-        self._stopping = False
-        # The incarnation a parent asked to end (its end is not reported), if any.
-        self._expected_end: int | None = None
-        self._keep_journaled = False
-        self.kept_journaled = 0
-        # One Condition for the lifecycle flags, the cell's three and each
-        # incarnation's actor_stopped (see _flags: an Event costs 4-6.5 us).
-        self.signals = Signals()
-        self._first_start = Flag(self.signals)
-        self._ended = Flag(self.signals, True)
-        self.start_error: BaseException | None = None
-        self.terminated = Flag(self.signals)
+    __slots__ = ()
 
     # --- incarnations ------------------------------------------------------
 
@@ -364,121 +203,6 @@ class ActorCell:
             self._stopping = True
             self.inbox.put_control(SHUTDOWN)
 
-    def _crash_directive(self, exc: BaseException) -> Directive:
-        try:
-            return self.decider(exc)
-        except Exception:
-            return Directive.RESTART
-
-    # --- messages ----------------------------------------------------------
-
-    def handled(self, env: Envelope, result: Any) -> None:
-        """An envelope was handled: count it, answer the asker, ack durable storage."""
-        self.processed += 1  # Invariant: only the actor thread writes this.
-        if env.reply_to is not None:
-            env.reply_to.set(result)
-        if env.durable_key is not None:
-            self.ack_later(env)
-
-    def report_trial(self) -> None:
-        """A message was handled while a half-open trial was pending: tell the supervisor."""
-        notify, self.trial_notify = self.trial_notify, None
-        if notify is not None:
-            notify()
-
-    def ack_later(self, env: Envelope) -> None:
-        """Queue the durable entry of a handled envelope for deletion (actor thread only).
-
-        Deletes go out in batches of up to 64, and whenever the mailbox
-        drains, so a crash redelivers at most 64 handled messages (at least
-        once) while the journal costs one commit per batch, not per message.
-        """
-        assert env.durable_key is not None
-        acks = self._pending_acks
-        acks.append(env.durable_key)
-        env.durable_key = None
-        if len(acks) >= 64 or not len(self.inbox):
-            self.flush_acks()
-
-    def flush_acks(self) -> None:
-        """Submit every pending durable delete now."""
-        if self._pending_acks:
-            acks, self._pending_acks = self._pending_acks, []
-            self.system.post.journal.ack(acks)
-
-    def handle_failure(self, actor: Actor, exc: Exception, env: Envelope) -> bool:
-        """Apply the directive for a handler failure. True means: keep running."""
-        self.record_failure(exc, env, where="handler")
-        directive = self._crash_directive(exc)
-        self.last_directive = directive
-        system = self.system
-        if directive is Directive.RESUME:
-            if env.reply_to is not None:
-                self.processed += 1
-                env.reply_to.set_exception((type(exc), exc, exc.__traceback__))
-                if env.durable_key is not None:
-                    self.ack_later(env)
-            else:
-                bad_input = isinstance(exc, UnknownMessage | ValidationError)
-                reason = "validation_failed" if bad_input else "permanent_error"
-                if isinstance(exc, CircuitOpen):
-                    reason = "circuit_open"
-                system.post.dead_letter(reason, env, self.path, error=exc)
-            return True
-        if directive is Directive.RESTART:
-            fatal: BaseException | None = None
-            try:
-                actor.pre_restart(exc)
-            except Exception as hook_exc:
-                self.record_failure(hook_exc, None, where="pre_restart")
-            except BaseException as hook_exc:  # SystemExit...: place the message first
-                fatal = hook_exc
-            budget = retry_budget(exc, self.retry)
-            if env.attempt < budget:
-                env.attempt += 1
-                # Invariant: this thread is the only consumer, so the redelivered
-                # envelope is the first one the next incarnation takes.
-                self.inbox.put_head(env)
-                system._event(
-                    "retry_attempt",
-                    self.path,
-                    message_id=env.message_id,
-                    attempt=env.attempt,
-                    max_attempts=budget,
-                    error=repr(exc),
-                )
-            else:
-                system.post.dead_letter("retries_exhausted", env, self.path, error=exc)
-            if fatal is not None:
-                raise fatal  # ends the incarnation as a crash with this error
-            return False
-        system.post.dead_letter("handler_failed", env, self.path, error=exc)
-        return False
-
-    def handle_fatal(self, exc: BaseException, env: Envelope) -> None:
-        """A handler raised KeyboardInterrupt/SystemExit: fail the message loudly."""
-        self.record_failure(exc, env, where="handler")
-        self.system.post.dead_letter("handler_failed", env, self.path, error=exc)
-        with self._lock:
-            self._stopping = True
-
-    def record_failure(self, exc: BaseException, env: Envelope | None, *, where: str) -> None:
-        """Keep the failure (with traceback) for ``inspect``, count it, and log it."""
-        self.failures += 1
-        self.system._log_failure(self.path, exc, env, where)
-        self.recent_failures.append(
-            {
-                "at": time.time(),
-                "where": where,
-                "incarnation": self.incarnation,
-                "error_type": type(exc).__qualname__,
-                "error": str(exc),
-                "traceback": "".join(traceback.format_exception(exc)),
-                "message_id": env.message_id if env is not None else None,
-                "attempt": env.attempt if env is not None else None,
-            }
-        )
-
     # --- control -----------------------------------------------------------
 
     def kill(self) -> bool:
@@ -549,23 +273,3 @@ class ActorCell:
             self.system.post.dead_letter("actor_stopped", env, self.path)
         self.system._retire(self, reason)
         self.terminated.set()
-
-    # --- views -------------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        """The ``system.stats(path)`` view (DESIGN section 9)."""
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "status": self.status,
-            "mailbox_depth": len(self.inbox),
-            "mailbox_capacity": self.inbox.mailbox.capacity,
-            "overflow": self.inbox.mailbox.overflow,
-            "durable": self.inbox.mailbox.durable,
-            "processed": self.processed,
-            "restarts": self.restarts,
-            "failures": self.failures,
-            "incarnation": self.incarnation,
-            "breaker": self.breaker_state,
-            "spawned_at": self.spawned_at,
-        }
