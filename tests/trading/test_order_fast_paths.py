@@ -16,7 +16,7 @@ import pytest
 
 from phalanx import ActorSystem
 from phalanx.actors.order import client_order_id, snapshot_of
-from phalanx.actors.order._order import _fees_by_currency, _shows_same
+from phalanx.actors.order._snapshot import _fees_by_currency, _shows_same
 from phalanx.actors.venue import PaperVenue
 from phalanx.protocols.trading import OrderFill
 from phalanx.storage._order_record import decode, encode, evolve

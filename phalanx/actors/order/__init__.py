@@ -62,13 +62,7 @@ from phalanx.actors.order._machine import (
     reply_event,
     transition,
 )
-from phalanx.actors.order._order import (
-    CRASH_POINTS,
-    OrderActor,
-    OrderServices,
-    SinkOp,
-    snapshot_of,
-)
+from phalanx.actors.order._order import OrderActor
 from phalanx.actors.order._place import (
     adopt_external,
     cancel_order,
@@ -80,6 +74,8 @@ from phalanx.actors.order._place import (
     resume_orders,
     start_order_supervisor,
 )
+from phalanx.actors.order._services import CRASH_POINTS, OrderServices, SinkOp
+from phalanx.actors.order._snapshot import snapshot_of
 from phalanx.errors import InvalidTransition
 from phalanx.storage._orders import OrderRecord, OrderStore
 

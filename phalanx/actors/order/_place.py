@@ -8,7 +8,9 @@ from typing import Any
 
 from phalanx.actors.order._ids import generation_of, order_child_id
 from phalanx.actors.order._machine import reply_event, transition
-from phalanx.actors.order._order import OrderActor, OrderServices, snapshot_of
+from phalanx.actors.order._order import OrderActor
+from phalanx.actors.order._services import OrderServices
+from phalanx.actors.order._snapshot import snapshot_of
 from phalanx.errors import ActorDead, AlreadyPresent, AlreadyStarted
 from phalanx.protocols.exchange import OrderReply
 from phalanx.protocols.trading import CancelIntent, OrderIntent, OrderSnapshot
