@@ -38,7 +38,7 @@ DEFAULT_TIMEOUT_S = 90.0
 # control 35 s, deadletters 60 s, ledger 60 s, scale 150 s. fsync-bound scripts
 # slow down most when other processes write to the same disk.
 TIMEOUTS_S = {
-    "trading": 200.0,  # 3 rounds of each of two throughput figures (~60 s unloaded)
+    "trading": 240.0,  # 3 rounds of each of three throughput figures (~70 s unloaded)
     "control": 120.0,
     "deadletters": 150.0,
     "ledger": 150.0,
@@ -274,6 +274,16 @@ FIGURES: tuple[Figure, ...] = (
         "sagas/s",
         _sequential_ccxt_per_s,
         "direct ccxt create_order, sequential (derived from its latency)",
+    ),
+    Figure(
+        "buy_sagas_vs_bare_pykka",
+        "trading",
+        "buy sagas, next to the same flow in bare pykka (no guarantees), interleaved rounds",
+        "buy_sagas.sagas_per_s",
+        "sagas/s",
+        "buy_sagas_bare_pykka.sagas_per_s",
+        "the same actors, asks, ccxt call and LMDB writes in bare pykka",
+        "buy_sagas.vs_bare_pykka",
     ),
     Figure(
         "placement_latency",

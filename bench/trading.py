@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import machine
+from _saga_floor import BareFlow
 
 from phalanx import ActorSystem
 from phalanx.actors import BUY, TradingNode, buy_input, start_trading
@@ -56,6 +57,10 @@ CONCURRENCY = 32
 ROUNDS = 3  # of the in-process and venue-process figures (the durable one runs once)
 LATENCY_ROUNDS = 60
 TICK = Decimal("0.01")
+BARE_WHAT = (
+    "the same flow (actors, asks, spawns, the ccxt call, LMDB writes) in bare pykka, none of "
+    "phalanx's guarantees (bench/_saga_floor.py); its round r runs right after phalanx's"
+)
 
 
 def _config() -> NodeConfig:
@@ -75,16 +80,29 @@ def _price(venue: PaperVenue) -> Decimal:
 
 
 def throughput(
-    system: ActorSystem, venue: PaperVenue | Callable[[], Decimal], rounds: int = 1
+    system: ActorSystem,
+    venue: PaperVenue | Callable[[], Decimal],
+    rounds: int = 1,
+    beside: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """``rounds`` runs of ``SAGAS`` sagas (fresh ids each) on the same node; the median run.
 
     This VM's speed swings 30-50% within minutes (measured: the same head at
     31-84 sagas/s in one hour), so the figure is the median of the rounds,
-    with every round printed beside it.
+    with every round printed beside it. ``beside(r)`` runs after round ``r``
+    (the bare-pykka baseline's round), so both see the same minutes.
     """
-    runs = [_one_round(system, venue, f"bench-t{r}") for r in range(rounds)]
-    median = sorted(runs, key=lambda run: run["sagas_per_s"])[(rounds - 1) // 2]
+    runs = []
+    for r in range(rounds):
+        runs.append(_one_round(system, venue, f"bench-t{r}"))
+        if beside is not None:
+            beside(r)
+    return {**summary(runs), "target_per_s_min": 100}
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median round of ``runs`` (by sagas/s), with every round's figures beside it."""
+    median = sorted(runs, key=lambda run: run["sagas_per_s"])[(len(runs) - 1) // 2]
     statuses: dict[str, int] = {}
     for run in runs:
         for status, count in run["statuses"].items():
@@ -97,7 +115,6 @@ def throughput(
         "statuses": statuses,  # every round's: all "completed" for a valid figure
         "process_cpu_ms_per_saga": median["process_cpu_ms_per_saga"],  # venue, HTTP included
         "rounds_cpu_ms_per_saga": [run["process_cpu_ms_per_saga"] for run in runs],
-        "target_per_s_min": 100,
     }
 
 
@@ -271,10 +288,17 @@ def main() -> dict[str, Any]:
     # The headline figure runs with sync=False (commits reach the OS, not the
     # disk): it measures the runtime, not this VM's fsync latency, which varies
     # 2-5x with what else writes to the disk. The durable run is printed beside it.
-    with _node(sync=False) as (system, venue, node):
+    bare_runs: list[dict[str, Any]] = []
+    with _node(sync=False) as (system, venue, node), BareFlow() as bare:
         lat = latency(system, venue)
-        thr = throughput(system, venue, rounds=ROUNDS)
+
+        def bare_round(r: int) -> None:
+            bare_runs.append(bare.round(SAGAS, CONCURRENCY, f"bare-{r}"))
+
+        thr = throughput(system, venue, rounds=ROUNDS, beside=bare_round)
         balanced = node.ledger_balanced()
+    bare_summary = {"what": BARE_WHAT, **summary(bare_runs)}
+    thr["vs_bare_pykka"] = round(thr["sagas_per_s"] / bare_summary["sagas_per_s"], 2)
     durable = durable_throughput()
     separate = separate_venue_throughput()
     return {
@@ -282,6 +306,7 @@ def main() -> dict[str, Any]:
         "machine": machine(),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other processes share the cores
         "buy_sagas": thr,
+        "buy_sagas_bare_pykka": bare_summary,
         "buy_sagas_durable": durable,
         "buy_sagas_venue_process": separate,
         "placement_latency": lat,
