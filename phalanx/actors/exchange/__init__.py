@@ -1,8 +1,8 @@
 """Exchange connectivity: the ExchangeConnection actor and its limits."""
 
-from phalanx.actors.exchange._connection import (
+from phalanx.actors.exchange._connection import ExchangeConnection
+from phalanx.actors.exchange._connection_spec import (
     ConnectionState,
-    ExchangeConnection,
     connection_decider,
     connection_spec,
 )

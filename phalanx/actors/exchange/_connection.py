@@ -1,22 +1,26 @@
 """The ExchangeConnection actor: one ccxt client, rate-limited, timed, traced, classified.
 
-State that must outlive a restart (the ban breaker, the token bucket, the
-latency window, ticker subscribers) lives in :class:`ConnectionState`, which
-the child spec passes to every incarnation.
+The actor holds the client's lifecycle, the messages and the ticker poller.
+Every ccxt call goes through ``_call`` (``_connection_calls``: breaker gate,
+token bucket, timeout, the per-call record); what its outcome does to the
+breaker and the connection state is ``_connection_circuit``'s. Both are
+functions of the actor bound in its class body as its methods. State that must
+outlive a restart lives in ``ConnectionState`` (``_connection_spec``).
+
+A create translates ccxt errors at this boundary: a refusal is re-raised as
+the answer (nothing was placed); anything else may have placed the order and
+is an :class:`~phalanx.errors.UnknownOutcome`, never redelivered.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from decimal import Decimal
-from math import floor as _floor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ccxt
 
-from phalanx.actors.exchange._limits import LatencyWindow, TokenBucket
+from phalanx.actors.exchange import _connection_calls, _connection_circuit
 from phalanx.actors.exchange._replies import _dec, _trade, order_reply
 from phalanx.errors import CircuitOpen, UnknownOutcome
 from phalanx.protocols.exchange import (
@@ -34,23 +38,12 @@ from phalanx.protocols.exchange import (
     Trades,
 )
 from phalanx.runtime import Actor, Timer
-from phalanx.runtime._config import ExchangeConfig
 from phalanx.runtime._metrics import metrics_for
-from phalanx.supervision import (
-    Breaker,
-    ChildSpec,
-    CircuitBreaker,
-    Directive,
-    Retry,
-    default_decider,
-)
 
-__all__ = [
-    "ConnectionState",
-    "ExchangeConnection",
-    "connection_decider",
-    "connection_spec",
-]
+if TYPE_CHECKING:
+    from phalanx.actors.exchange._connection_spec import ConnectionState
+
+__all__ = ["ExchangeConnection"]
 
 # ccxt errors that mean the venue refused a create: it placed nothing, so the
 # error is the answer. Every other error on a create is an unknown outcome.
@@ -63,70 +56,9 @@ _REJECTED = (
     ccxt.ArgumentsRequired,
 )
 
-# Request weights (Binance spot, simplified).
-_WEIGHTS = {
-    "load_markets": 20,
-    "fetch_ticker": 2,
-    "fetch_balance": 20,
-    "create_order": 1,
-    "fetch_order": 4,
-    "cancel_order": 1,
-    "fetch_open_orders": 6,
-    "fetch_my_trades": 20,
-}
-
-
-def connection_decider(exc: BaseException) -> Directive:
-    """Bad credentials stop the connection (no retry can fix them); else the default."""
-    if isinstance(exc, ccxt.AuthenticationError):
-        return Directive.STOP
-    return default_decider(exc)
-
 
 class _Poll:
     """Timer tick for the ticker poller (internal)."""
-
-
-class ConnectionState:
-    """What survives the connection's restarts."""
-
-    def __init__(
-        self,
-        config: ExchangeConfig,
-        *,
-        weights: dict[str, float] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.config = config
-        self.bucket = TokenBucket(config.rate_limit_per_s, config.burst)
-        self.latency = LatencyWindow(
-            config.timeout_min_ms, config.timeout_max_ms, config.timeout_default_ms
-        )
-        # Opened only by bans (open_for Retry-After); ordinary errors go to the decider.
-        self.breaker = CircuitBreaker(
-            Breaker(reset_timeout=1.0, max_reset_timeout=600.0),
-            name=f"exchange:{config.name}",
-            failure_threshold=10**9,
-            clock=clock,
-        )
-        self.clock = clock
-        self.weights = {**_WEIGHTS, **config.weights, **(weights or {})}
-        self.subscribers: dict[str, set[str]] = {}
-        self.markets: dict[str, Any] | None = None
-        self.state = "connecting"
-        self.consecutive_errors = 0
-        self.calls = 0
-        self.lock = threading.Lock()
-
-
-_perf_counter = time.perf_counter
-
-
-def _round2(x: float) -> float:
-    # Two decimals for the tracer line: round(x, 2) is ~0.7 us (correctly rounded
-    # decimal conversion), this ~0.2 us; it may differ from it in the last digit
-    # on exact halves, which a latency in a log line does not care about.
-    return _floor(x * 100 + 0.5) / 100
 
 
 class ExchangeConnection(Actor):
@@ -295,152 +227,12 @@ class ExchangeConnection(Actor):
             for path in subscribers:
                 self.system.tell(path, ticker)
 
-    # --- the one place every call goes through -----------------------------------
+    # --- the one place every call goes through (_connection_calls, _connection_circuit)
 
-    def _call(self, endpoint: str, fn: Any, *args: Any) -> Any:
-        conn = self.conn
-        breaker = conn.breaker
-        # A closed circuit admits every call and allow() changes nothing then, so the
-        # locked allow() runs only when it may not be closed (a ban opened it, a
-        # half-open trial is due). Only this actor moves it out of closed.
-        if breaker.last_state != "closed" and not breaker.allow():
-            until = breaker.opened_until()
-            left = max(0.0, until - conn.clock()) if until is not None else 0.0
-            raise CircuitOpen(f"{self.cfg.name} is banned or open for {left:.1f}s more")
-        waited, headroom = conn.bucket.acquire(conn.weights.get(endpoint, 1))
-        timeout = conn.latency.timeout_ms()
-        self.client.timeout = timeout
-        started = _perf_counter()
-        try:
-            result = fn(*args)
-        except BaseException as exc:  # an interrupted call (ActorKilled) is no success
-            self._record(endpoint, _perf_counter() - started, timeout, waited, headroom, exc)
-            raise
-        self._record(endpoint, _perf_counter() - started, timeout, waited, headroom, None)
-        return result
+    _call = _connection_calls._call
+    _record = _connection_calls._record
+    _observer = _connection_calls._observer
 
-    def _record(
-        self,
-        endpoint: str,
-        elapsed_s: float,
-        timeout: int,
-        waited: float,
-        headroom: float,
-        error: BaseException | None,
-    ) -> None:
-        """Account for one finished call: latency window, tracer line, histogram, breaker."""
-        conn = self.conn
-        latency_ms = elapsed_s * 1000
-        conn.calls += 1
-        if error is None:
-            status = "ok"
-            conn.latency.add(latency_ms)
-        else:
-            status = type(error).__name__
-            if not isinstance(error, ccxt.RequestTimeout):
-                conn.latency.add(latency_ms)
-        env = self._envelope  # the envelope property's field, read directly (per call)
-        breaker = conn.breaker
-        breaker_state = breaker.last_state  # only this actor moves it, below
-        # Scalars only: the tracer's writer thread builds, masks and renders the line.
-        self._trace_line(
-            "exchange_call", exchange=self._exchange_name, endpoint=endpoint,
-            latency_ms=_floor(latency_ms * 100 + 0.5) / 100, status=status, timeout_ms=timeout,
-            rate_limit_waited_ms=_round2(waited * 1000) if waited else 0.0,
-            rate_limit_headroom=_floor(headroom * 100 + 0.5) / 100,
-            attempt=env.attempt if env is not None else None,
-            message_id=env.message_id if env is not None else None,
-            breaker=breaker_state,
-        )  # fmt: skip  # _round2 inlined for the two figures every line has
-        observe = self._observers.get((endpoint, status))
-        if observe is None:
-            observe = self._observer(endpoint, status)
-        observe(elapsed_s)
-        if error is None and not conn.consecutive_errors and breaker_state == "closed":
-            # _after_call's success path when it changes nothing but the state check.
-            if conn.state != "connected":  # only this actor writes it; re-checked locked
-                self._set_state("connected")
-            return
-        self._after_call(error)
-
-    def _observer(self, endpoint: str, status: str) -> Callable[[float], None]:
-        # labels() takes a lock and checks the label values: ~5 us of a call's ~10 us
-        # histogram update. The child it returns is the same object for the life of
-        # the registry (nothing removes exchange series), so it is kept per pair.
-        observe: Callable[[float], None] = self._metrics.exchange_latency.labels(
-            self.cfg.name, endpoint, status
-        ).observe
-        self._observers[endpoint, status] = observe
-        return observe
-
-    def _after_call(self, error: BaseException | None) -> None:
-        conn = self.conn
-        if error is None:
-            # A success changes the breaker only if it is not closed or failures were
-            # counted since the last success (consecutive_errors counts exactly those).
-            if conn.consecutive_errors or conn.breaker.last_state != "closed":
-                conn.breaker.record_success()
-            conn.consecutive_errors = 0
-            if conn.state != "connected":  # only this actor writes it; re-checked locked
-                self._set_state("connected")
-            return
-        if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
-            retry_after = self._retry_after()
-            conn.breaker.open_for(retry_after)
-            self._set_state("banned", retry_after_s=retry_after, error=str(error)[:200])
-            return
-        # Invariant: every call that allow() let through records an outcome, or a
-        # half-open trial would stay taken and lock the venue out for good.
-        # The venue answering (a refusal included) proves it is reachable; a call
-        # interrupted in flight proves nothing.
-        failed = isinstance(error, ccxt.NetworkError | ccxt.OperationFailed) or not isinstance(
-            error, Exception
-        )
-        if failed:
-            conn.breaker.record_failure()
-        else:
-            conn.breaker.record_success()
-        if isinstance(error, ccxt.AuthenticationError):
-            self.system.events.publish(
-                "alert_fired", self.path, severity="critical", alert="exchange_auth_failed",
-                exchange=self.cfg.name, error=type(error).__name__,
-            )  # fmt: skip
-        elif failed:
-            conn.consecutive_errors += 1
-            if conn.consecutive_errors >= 3:
-                self._set_state("degraded", errors=conn.consecutive_errors)
-
-    def _retry_after(self) -> float:
-        headers = getattr(self.client, "last_response_headers", None) or {}
-        for name, value in dict(headers).items():
-            if name.lower() == "retry-after":
-                try:
-                    return max(0.0, float(value))
-                except ValueError:
-                    break
-        return 1.0
-
-    def _set_state(self, state: str, **fields: Any) -> None:
-        with self.conn.lock:
-            if self.conn.state == state:
-                return
-            old, self.conn.state = self.conn.state, state
-        self.system.events.publish("connection_state", self.path, old=old, new=state, **fields)
-
-
-def connection_spec(
-    config: ExchangeConfig,
-    *,
-    client_config: dict[str, Any] | None = None,
-    retry: Retry | None = None,
-    state: ConnectionState | None = None,
-) -> ChildSpec:
-    """The child spec of one connection: its state survives restarts; bad keys stop it."""
-    return ChildSpec(
-        config.name,
-        ExchangeConnection,
-        kwargs={"state": state or ConnectionState(config), "client_config": client_config},
-        retry=retry or Retry(max_attempts=4, backoff="exponential", base=0.05, max=2.0),
-        decider=connection_decider,
-        shutdown=5.0,
-    )
+    _after_call = _connection_circuit._after_call
+    _retry_after = _connection_circuit._retry_after
+    _set_state = _connection_circuit._set_state
