@@ -5,7 +5,8 @@ documented order (docs/trading-core.md) and returns a :class:`TradingNode`.
 """
 
 from phalanx.actors._demo import DemoJob, DemoTick, Ticker, TickerPrinter, Worker, spawn_demo
-from phalanx.actors._reconcile import ReconciliationResult, plan_reconciliation, reconcile
+from phalanx.actors._reconcile import ReconciliationResult, reconcile
+from phalanx.actors._reconcile_plan import plan_reconciliation
 from phalanx.actors._strategy import (
     MeanReversion,
     Strategy,
@@ -14,18 +15,10 @@ from phalanx.actors._strategy import (
     StrategyTick,
     TradeIdea,
 )
-from phalanx.actors._trade_sagas import (
-    BUY,
-    SELL,
-    NothingFilled,
-    OrderRejected,
-    RiskBlocked,
-    TradeInvalid,
-    buy_input,
-    register_trade_sagas,
-    sell_input,
-    trade_saga,
-)
+from phalanx.actors._trade_admission import RiskBlocked, TradeInvalid
+from phalanx.actors._trade_input import buy_input, sell_input
+from phalanx.actors._trade_orders import NothingFilled, OrderRejected
+from phalanx.actors._trade_sagas import BUY, SELL, register_trade_sagas, trade_saga
 from phalanx.actors._trading import TradingNode, market_filters, start_exchanges, start_trading
 
 __all__ = [

@@ -32,7 +32,8 @@ from phalanx.actors._strategy import (
     StrategyState,
     TradeIdea,
 )
-from phalanx.actors._trade_sagas import BUY, SELL, buy_input, register_trade_sagas, sell_input
+from phalanx.actors._trade_input import buy_input, sell_input
+from phalanx.actors._trade_sagas import BUY, SELL, register_trade_sagas
 from phalanx.actors.exchange import ConnectionState, connection_spec
 from phalanx.actors.order import (
     OrderServices,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from phalanx.actors import BUY, buy_input, plan_reconciliation
-from phalanx.actors._reconcile import VenueView
+from phalanx.actors._reconcile_plan import VenueView
 from phalanx.actors.saga import await_saga, start_saga
 from phalanx.actors.venue import PaperVenue
 from phalanx.protocols.exchange import OrderReply, Trade

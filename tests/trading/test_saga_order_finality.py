@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from phalanx import ActorSystem
-from phalanx.actors import _trade_sagas as trade
+from phalanx.actors import _trade_orders as trade
+from phalanx.actors._trade_sagas import BUY
 from phalanx.actors.saga import StepContext
 from phalanx.protocols.trading import OrderFill
 from phalanx.runtime import Actor
@@ -43,7 +44,7 @@ def _record(status: str, fills: list[OrderFill], filled: str) -> OrderRecord:
 
 def _ctx(system: ActorSystem) -> StepContext:
     return StepContext(
-        system=system, saga_id=SAGA, kind=trade.BUY, step="await_fill", input={},
+        system=system, saga_id=SAGA, kind=BUY, step="await_fill", input={},
         results={}, attempt=1, deadline=None, path="/sagas/s-fin-1", phase="action",
         result=None,
     )  # fmt: skip
