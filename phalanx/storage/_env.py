@@ -4,20 +4,15 @@ LMDB allows one write transaction at a time (a second thread blocks, a second
 one on the same thread raises), and ``sync=True`` costs one fsync per commit:
 about 3k commits/s here. So every write is an *op*, a function of the write
 transaction, queued to the single writer thread. The writer takes every op
-queued so far (up to ``_MAX_BATCH``), runs them all in ONE transaction and
+queued so far (up to ``_writer._MAX_BATCH``), runs them all in ONE transaction and
 commits once. Measured: the writer alone runs ~250k single-put ops/s (~4 µs
 each: a future, a closure, ~1 µs of LMDB put); raw puts with sequential keys
 run ~0.8M/s at 1,000+ per txn.
 
 :meth:`Storage.write_now` commits from the callers' own threads instead
-(leader/follower group commit): one caller at a time is the leader and
-commits every pending ``write_now`` op in one transaction; the others sleep
-on their own wake lock until their op is resolved, or until the leader
-passes the lead to them (to the oldest pending caller) after its commit.
-Leadership is only a scheduling hint: safety comes from taking the pending
-list under ``_submit_lock`` and committing under ``_commit_lock``, so a
-follower that finds the lead stranded (its holder interrupted between its
-commit and the hand-off) takes it over after ``_FOLLOW_SLICE``.
+(leader/follower group commit, ``_write_now.py``). Whoever commits, writer
+thread or leader, runs the batch through ``_writer.py`` into ``_batch.py``'s
+one-txn runner; ``_sync.py`` holds the write_now slot and the remap gate.
 
 Invariants:
 
@@ -50,7 +45,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -59,19 +53,16 @@ from typing import Any, TypeVar
 import lmdb
 
 from phalanx.errors import StorageError
-from phalanx.storage._batch import _BatchCommit
 from phalanx.storage._sync import Txn, _Call, _Gate, _Item
+from phalanx.storage._write_now import _WriteNow
+from phalanx.storage._writer import _STOP
 
 __all__ = ["Storage", "Txn"]
 
 T = TypeVar("T")
 
-_MAX_BATCH = 10_000  # ops per transaction; bounds commit latency and txn memory
-_FOLLOW_SLICE = 0.1  # s; a follower rechecks for a stranded lead this often
-_STOP = object()
 
-
-class Storage(_BatchCommit):
+class Storage(_WriteNow):
     """The node's LMDB environment (``VAR/state.lmdb``) and its single writer.
 
     Writes go through :meth:`submit` / :meth:`write` (group-committed); reads
@@ -242,158 +233,6 @@ class Storage(_BatchCommit):
         self._check_may_wait()
         return self.submit(op).result(timeout)
 
-    def write_now(self, op: Callable[[Txn], T], timeout: float | None = 30.0) -> T:
-        """Commit ``op`` from the calling thread, group-committed with other callers.
-
-        Leader/follower: the first caller with no leader in place leads and
-        commits every pending ``write_now`` op in one txn; the callers that
-        arrive meanwhile sleep until their op is resolved, and the oldest of
-        them leads the next commit. Skips the two thread hand-offs of
-        :meth:`write` (measured ~100 µs per call on 2 cores), which matters on
-        the durable-mailbox ``tell`` path. Ordering against :meth:`submit` ops
-        is by commit, not by call. Raises ``TimeoutError`` if not committed in
-        ``timeout`` (withdrawn if no leader took it yet, else it may commit).
-        """
-        self._check_may_wait()
-        if self.readonly:
-            raise StorageError(f"storage at {self.path} is open readonly")
-        call: _Call[T] = _Call()
-        with self._submit_lock:
-            if self._closed:
-                raise StorageError(f"storage at {self.path} is closed")
-            self._direct.append((op, call))
-            lead = self._leader is None
-            if lead:
-                self._leader = call
-        try:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            if not lead:
-                lead = self._follow(call, deadline, timeout)
-            while lead:
-                self._lead(call)
-                lead = not call.done() and self._follow(call, deadline, timeout)
-        except BaseException:
-            self._abandon(call)
-            raise
-        return call.result()
-
-    def _follow(self, call: _Call[Any], deadline: float | None, timeout: float | None) -> bool:
-        """Sleep until ``call`` is resolved (False) or this caller must lead (True)."""
-        while True:
-            left = (
-                _FOLLOW_SLICE
-                if deadline is None
-                else min(_FOLLOW_SLICE, deadline - time.monotonic())
-            )
-            woken = call.sleep(left)
-            if call.done():
-                return False
-            with self._submit_lock:
-                leader = self._leader
-                if leader is call or leader is None or leader.done():
-                    self._leader = call  # passed to us, or stranded: take it
-                    return True
-                if woken or deadline is None or time.monotonic() < deadline:
-                    continue
-                if self._withdraw(call):
-                    raise TimeoutError(f"write not committed within {timeout} s; withdrawn")
-            raise TimeoutError(f"write not committed within {timeout} s; it may still commit")
-
-    def _lead(self, own: _Call[Any]) -> None:
-        """Commit what is pending (``own`` included, unless another leader took it)."""
-        try:
-            with self._commit_lock:  # then take the batch: it gathered while we waited
-                self._commit_as(None, own=own)
-        finally:
-            with self._submit_lock:
-                if self._leader is own:
-                    self._pass_lead()
-
-    def _pass_lead(self) -> None:
-        """Caller holds _submit_lock and leads: wake the oldest pending caller to lead."""
-        self._leader = None
-        for _, fut in self._direct:
-            if isinstance(fut, _Call):
-                self._leader = fut
-                fut.wake()
-                return
-        orphans, self._direct = self._direct, []  # no caller waits on these: the writer
-        self._queue_for_writer(orphans)
-
-    def _withdraw(self, call: _Call[Any]) -> bool:
-        """Caller holds _submit_lock. Take ``call`` out of the pending ops if no leader has it."""
-        for index, (_, fut) in enumerate(self._direct):
-            if fut is call:
-                del self._direct[index]
-                return True
-        return False
-
-    def _abandon(self, call: _Call[Any]) -> None:
-        """The caller of ``call`` leaves on an exception: withdraw its op, pass the lead."""
-        with self._submit_lock:
-            if self._withdraw(call):
-                call.set_exception(StorageError("write interrupted; not committed"))
-            if self._leader is call:
-                self._pass_lead()
-
-    def _commit_as(
-        self, items: list[_Item] | None, own: Future[Any] | _Call[Any] | None = None
-    ) -> None:
-        # Caller holds _commit_lock. ``items`` None: take the pending write_now
-        # ops (inside the try, so an interrupt cannot strand a taken batch).
-        # ``own``: the calling thread's own future.
-        self._committer = threading.current_thread()
-        batch: list[_Item] = [] if items is None else items
-        handed: list[_Item] = []
-        try:
-            if items is None:
-                with self._submit_lock:
-                    batch, self._direct = self._direct[:_MAX_BATCH], self._direct[_MAX_BATCH:]
-                batch = [item for item in batch if item[1].set_running_or_notify_cancel()]
-            if self._env_closed:
-                for _, fut in batch:
-                    fut.set_exception(StorageError(f"storage at {self.path} is closed"))
-                return
-            self._process(batch)
-        except Exception as exc:  # a bug here must not strand futures
-            err = StorageError(f"storage writer failed: {exc!r}")
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(err)
-        except BaseException:
-            # Raised in this thread (an interrupt): it propagates. Once the txn
-            # that committed last is settled, nothing unresolved here was
-            # committed; the others' ops go to the writer.
-            self._settle_committed()
-            handed = [item for item in batch if not item[1].done() and item[1] is not own]
-            for _, fut in batch:  # own, unless another leader took it
-                if fut is own and not fut.done():
-                    fut.set_exception(StorageError("write interrupted; not committed"))
-            self._hand_to_writer(handed)
-            raise
-        finally:
-            self._committer = None
-            # Wake every write_now caller resolved here (the writer wakes those handed to it).
-            skip = {id(fut) for _, fut in handed}
-            for _, fut in batch:
-                if fut is not own and isinstance(fut, _Call) and id(fut) not in skip:
-                    fut.wake()
-
-    def _hand_to_writer(self, items: list[_Item]) -> None:
-        with self._submit_lock:
-            self._queue_for_writer(items)
-
-    def _queue_for_writer(self, items: list[_Item]) -> None:
-        # Caller holds _submit_lock.
-        if self._closed or self._thread is None:
-            for _, fut in items:
-                fut.set_exception(StorageError(f"storage at {self.path} is closed"))
-                if isinstance(fut, _Call):
-                    fut.wake()
-            return
-        for item in items:
-            self._queue.put(item)
-
     def flush(self, timeout: float | None = 30.0) -> None:
         """Barrier: return once everything submitted before it is committed."""
         if not self.readonly:
@@ -440,13 +279,6 @@ class Storage(_BatchCommit):
 
     # -- internals ------------------------------------------------------------
 
-    def _check_may_wait(self) -> None:
-        current = threading.current_thread()
-        if current is self._thread or current is self._committer:
-            raise StorageError("nested write from inside a write op would deadlock")
-        if getattr(self._local, "reads", 0):
-            raise StorageError("write from inside a read op would deadlock")
-
     def _read_once(self, op: Callable[[Txn], T]) -> T:
         if self._env_closed:
             raise StorageError(f"storage at {self.path} is closed")
@@ -457,27 +289,3 @@ class Storage(_BatchCommit):
             raise
         except lmdb.Error as exc:
             raise self._translate(exc) from exc
-
-    def _run(self) -> None:
-        """Writer loop: drain the queue into batches until the stop marker."""
-        get, get_nowait = self._queue.get, self._queue.get_nowait
-        while True:
-            item = get()
-            batch: list[_Item] = []
-            while item is not _STOP:
-                fut = item[1]
-                # A cancelled op never runs; one handed over by an interrupted
-                # combiner (_hand_to_writer) is already running.
-                if fut.running() or fut.set_running_or_notify_cancel():
-                    batch.append(item)
-                if len(batch) >= _MAX_BATCH:
-                    break
-                try:
-                    item = get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                with self._commit_lock:
-                    self._commit_as(batch)
-            if item is _STOP:
-                return

@@ -2,7 +2,8 @@
 
 :class:`_Call` is one ``write_now`` caller's slot in a group commit;
 :class:`_Gate` keeps reads out while the map is remapped. Both are used only
-by ``_env.py`` and ``_batch.py``; the invariants they serve are in
+by the Storage modules (``_env.py``, ``_write_now.py``, ``_writer.py``,
+``_batch.py``); the invariants they serve are in
 ``_env.py``'s docstring.
 """
 
