@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from phalanx.actors.venue._engine import MatchingEngine, VenueError, _fmt
+from phalanx.actors.venue._engine import MatchingEngine
+from phalanx.actors.venue._market import VenueError, _fmt
 
 __all__ = ["FAULT_KINDS", "Fault", "PaperVenue"]
 
