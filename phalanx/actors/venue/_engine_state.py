@@ -3,10 +3,10 @@
 ``_EngineState`` declares what a ``MatchingEngine`` holds (assigned in its
 ``__init__`` and ``reset``) so that the engine's parts, mixins split by
 concept, type-check on their own: ``_Fills`` (``_fills.py``), ``_Placement``
-(``_placement.py``), ``_Queries`` (``_order_queries.py``). Invariants: every
-read or write of this state happens under ``_lock``, which each public method
-takes once (an ``RLock``, so a public method may call another); ``_free`` and
-``_locked`` change only through ``_move``.
+(``_placement.py``), ``_Queries`` (``_order_queries.py``). Invariants: the
+markets are fixed at construction; every other read or write happens under
+``_lock``, which each public method takes once; ``_free`` and ``_locked``
+change only through ``_move`` (and ``reset``).
 
 ``_Order`` is the engine's mutable record of one order: ``executed`` and
 ``quote`` only grow, ``locked`` is what the order still holds of the
