@@ -77,8 +77,7 @@ Usage::
 
 from __future__ import annotations
 
-from phalanx.actors.saga._actor import SagaActor, SagaWake, snapshot_of
-from phalanx.actors.saga._actor_end import CompensationFailedError
+from phalanx.actors.saga._actor import CompensationFailedError, SagaActor, SagaWake, snapshot_of
 from phalanx.actors.saga._api import (
     SAGAS,
     await_saga,

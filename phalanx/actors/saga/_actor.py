@@ -51,12 +51,13 @@ from phalanx.actors.saga._model import (
     saga_definition,
 )
 from phalanx.actors.saga._snapshot import SnapshotPacker
+from phalanx.errors import PhalanxError
 from phalanx.protocols import Message
 from phalanx.protocols.trading import GetSaga, OrderUpdate, SagaSnapshot
 from phalanx.runtime import Actor, Timer, trace_scope
 from phalanx.storage._journal import SagaJournal
 
-__all__ = ["SagaActor", "SagaWake", "snapshot_of"]
+__all__ = ["CompensationFailedError", "SagaActor", "SagaWake", "snapshot_of"]
 
 # Commands run back to back in one handler before the saga yields its mailbox
 # (GetSaga, OrderUpdate) with a wake: a buy saga's whole chain is 9.
@@ -69,6 +70,10 @@ class SagaWake(Message):
     type_name = "saga.wake"
     incarnation: int
     n: int
+
+
+class CompensationFailedError(PhalanxError):
+    """The error recorded with a ``compensation_failed`` dead letter."""
 
 
 def snapshot_of(state: SagaState) -> SagaSnapshot:

@@ -21,23 +21,19 @@ import time
 from typing import TYPE_CHECKING
 
 from phalanx.actors.saga._model import Alert, Command, DeadLetter, Finalized, Plan, advance
-from phalanx.errors import DeadLetterError, PhalanxError
+from phalanx.errors import DeadLetterError
 from phalanx.runtime import Envelope
 
 if TYPE_CHECKING:
     from phalanx.actors.saga._actor import SagaActor
 
-__all__ = ["CompensationFailedError"]
+__all__: list[str] = []
 
 _END_EVENTS = {
     "completed": "saga_completed",
     "compensated": "saga_compensated",
     "compensation_failed": "saga_compensation_failed",
 }
-
-
-class CompensationFailedError(PhalanxError):
-    """The error recorded with a ``compensation_failed`` dead letter."""
 
 
 def _effect(self: SagaActor, cmd: Command) -> None:
@@ -53,6 +49,11 @@ def _effect(self: SagaActor, cmd: Command) -> None:
 
 
 def _dead_letter(self: SagaActor, cmd: DeadLetter) -> None:
+    # Defined in _actor, so the dead letters' error_type stays
+    # "phalanx.actors.saga._actor.CompensationFailedError"; imported here, at
+    # the rare dead letter, because _actor imports this module at its top.
+    from phalanx.actors.saga._actor import CompensationFailedError  # noqa: PLC0415
+
     ident = cmd.dead_letter_id
     assert ident is not None  # filled by _apply before the commit
     try:
