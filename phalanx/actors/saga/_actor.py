@@ -22,70 +22,43 @@ Invariants:
   are idempotent), the dead letter only if its id is not in the store yet;
 - a terminal saga is finalized (out of the active index) only after its
   dead letters and alerts were issued; its end event follows the commit;
-- the success record of an effect-free step (``Step.effects=False``) may be
-  held instead of committed: held records go, in order, into the transaction
-  of the next commit, which always happens before any step with effects or
-  any compensation runs, before any dead letter or alert, and before the
-  handler returns (so no held record outlives a handler, and GetSaga never
-  sees one). The records and their order are unchanged; only their grouping
-  into transactions is. A held record's ``saga_step`` event and log line
-  follow the commit that contains it, in order. A crash loses only held
-  records: the resumed saga re-runs those effect-free steps.
+- no held record of an effect-free step outlives a handler (see
+  ``_actor_commit``).
+
+This module holds the actor, its wake message and the loop (``_step``: which
+command runs next, from the journaled state). The parts are plain functions
+of the actor, bound in the class body as its methods (one call per use, as
+when they were defined inline; no thread hop, no lock): running a command in
+``_actor_run``, committing its plan and the held records in
+``_actor_commit``, dead letters, alerts and the end in ``_actor_end``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
-from phalanx._ids import new_id
+from phalanx.actors.saga import _actor_commit, _actor_end, _actor_run
 from phalanx.actors.saga._model import (
     Alert,
-    Command,
-    Compensate,
-    CompensationFailed,
-    CompensationPending,
-    CompensationSucceeded,
     DeadLetter,
-    Event,
-    Finalized,
     Finished,
-    Pending,
-    Plan,
-    RunStep,
     SagaError,
     SagaState,
     ScheduleRetry,
     StepContext,
-    StepFailed,
-    StepPending,
-    StepSucceeded,
-    StepTimeout,
     advance,
-    command_to_dict,
     saga_definition,
 )
-from phalanx.actors.saga._plain import to_plain
 from phalanx.actors.saga._snapshot import SnapshotPacker
-from phalanx.actors.saga._state import evolve
-from phalanx.errors import DeadLetterError, PhalanxError
+from phalanx.errors import PhalanxError
 from phalanx.protocols import Message
 from phalanx.protocols.trading import GetSaga, OrderUpdate, SagaSnapshot
-from phalanx.runtime import Actor, Envelope, Timer, trace_scope
-from phalanx.storage._env import Txn
+from phalanx.runtime import Actor, Timer, trace_scope
 from phalanx.storage._journal import SagaJournal
-from phalanx.supervision import classify
 
 __all__ = ["CompensationFailedError", "SagaActor", "SagaWake", "snapshot_of"]
 
-_END_EVENTS = {
-    "completed": "saga_completed",
-    "compensated": "saga_compensated",
-    "compensation_failed": "saga_compensation_failed",
-}
-_ERROR_TEXT = 500  # characters of an error message kept in the journal
 # Commands run back to back in one handler before the saga yields its mailbox
 # (GetSaga, OrderUpdate) with a wake: a buy saga's whole chain is 9.
 _RUN_BUDGET = 16
@@ -113,11 +86,6 @@ def snapshot_of(state: SagaState) -> SagaSnapshot:
         error=state.error,
         results=state.results(),
     )
-
-
-def _qualname(exc: BaseException) -> str:
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
 
 
 class SagaActor(Actor):
@@ -252,232 +220,25 @@ class SagaActor(Actor):
         event = self._run(work)
         self._apply(advance(state, event, self.definition))
 
-    def _apply(self, plan: Plan) -> None:
-        if plan.record is None:  # a Pending poll: nothing durable changed
-            retry = plan.commands[0]
-            assert isinstance(retry, ScheduleRetry)
-            self._wake(self._poll_delay(retry))
-            return
-        commands, state, record = plan.commands, plan.state, plan.record
-        if any(isinstance(c, DeadLetter) and c.dead_letter_id is None for c in commands):
-            commands = tuple(
-                replace(c, dead_letter_id=new_id())
-                if isinstance(c, DeadLetter) and c.dead_letter_id is None
-                else c
-                for c in commands
-            )
-            state = evolve(state, outbox=commands)
-            record = {**record, "commands": [command_to_dict(c) for c in commands]}
-        # A saga that ends with no dead letter or alert to issue is finalized in
-        # the same transaction (its records unchanged: the end, then "finalized");
-        # with effects, _finish finalizes only after _step has issued them.
-        final = None
-        if state.terminal and all(isinstance(c, Finished) for c in commands):
-            final = advance(state, Finalized(time.time()), self.definition)
-        event = record["event"]
-        step = event.get("step")
-        note = None
-        if step is not None:
-            ss = state.steps[step]
-            note = {"step": step, "outcome": event["tag"], "attempt": event["attempt"],
-                    "status": ss.status, "error": ss.error}  # fmt: skip
-        if note is not None and self._may_hold(event, commands):
-            self._held.append((record, note))
-            self.state = state
-            self._run_now = not self._ending()  # commands: the next RunStep, due now
-            return
-        held, self._held = self._held, []
-        self._journal.commit(self._plan_op(record, state, final, [r for r, _ in held]))
-        self.state = state if final is None else final.state
-        for _, held_note in held:
-            self._note("saga_step", **held_note)
-        if note is not None:
-            self._note("saga_step", **note)
-        if final is not None:
-            self._note(_END_EVENTS[state.status], status=state.status, error=state.error)
-            self.stop()
-            return
-        self._effects_due = True
-        work = next((c for c in commands if isinstance(c, ScheduleRetry)), None)
-        if work is not None and work.delay_s > 0:
-            self._wake(work.delay_s)
-        elif not self._ending():
-            self._run_now = True  # _step runs it next, in this handler
+    # -- the parts: plain functions of the actor, bound here as its methods -------
 
-    # -- held records of effect-free steps --------------------------------------------
+    _apply = _actor_commit._apply
+    _plan_op = _actor_commit._plan_op
+    _may_hold = _actor_commit._may_hold
+    _effect_free = _actor_commit._effect_free
+    _flush_held = _actor_commit._flush_held
 
-    def _may_hold(self, event: dict[str, Any], commands: tuple[Command, ...]) -> bool:
-        """True for the success of an effect-free step whose only command is the next step."""
-        return (
-            event["tag"] == StepSucceeded.tag
-            and not self.definition.step(event["step"]).effects
-            and all(isinstance(c, RunStep) for c in commands)
-        )
+    _poll_delay = _actor_run._poll_delay
+    _run = _actor_run._run
+    _compensate = _actor_run._compensate
+    _failed = _actor_run._failed
 
-    def _effect_free(self, work: Command) -> bool:
-        """True when ``work`` runs an effect-free step's action (held records may wait)."""
-        if isinstance(work, RunStep) or (
-            isinstance(work, ScheduleRetry) and work.phase == "action"
-        ):
-            return not self.definition.step(work.step).effects
-        return False
+    _effect = _actor_end._effect
+    _dead_letter = _actor_end._dead_letter
+    _finish = _actor_end._finish
+    _apply_final = _actor_end._apply_final
 
-    def _flush_held(self) -> None:
-        """Commit the held records with the current snapshot; then their events."""
-        if not self._held:
-            return
-        held, self._held = self._held, []
-        state = self.state
-        self._journal.commit(self._journal.plan_op(
-            self.saga_id, None, self._packer.pack(state), active=state.active,
-            earlier=[record for record, _ in held],
-        ))  # fmt: skip
-        for _, note in held:
-            self._note("saga_step", **note)
-
-    def _plan_op(
-        self,
-        record: dict[str, Any],
-        state: SagaState,
-        final: Plan | None,
-        held: list[dict[str, Any]],
-    ) -> Callable[[Txn], None]:
-        """``held`` records, ``record`` and the snapshot; with ``final``, its record too."""
-        if final is None:
-            return self._journal.plan_op(
-                self.saga_id, record, self._packer.pack(state), active=state.active, earlier=held
-            )
-        assert final.record is not None
-        return self._journal.plan_op(
-            self.saga_id, final.record, self._packer.pack(final.state), active=False,
-            earlier=[*held, record],
-        )  # fmt: skip
-
-    def _poll_delay(self, retry: ScheduleRetry) -> float:
-        """The Pending delay, cut so the poll is never later than the next timeout due."""
-        ss, step = self.state.steps[retry.step], self.definition.step(retry.step)
-        now = time.time()
-        if retry.phase == "compensation":
-            due = ss.comp_deadline
-        elif ss.deadline is not None and step.timeout_s is not None and now >= ss.deadline:
-            due = ss.deadline + step.timeout_s  # on_timeout is polling: its hard limit
-        else:
-            due = ss.deadline
-        if due is None or now >= due:
-            return retry.delay_s
-        return min(retry.delay_s, due - now)
-
-    def _run(self, cmd: Command) -> Event:
-        """Run one action or compensation; every outcome becomes an event (never raises)."""
-        if isinstance(cmd, ScheduleRetry):
-            compensation = cmd.phase == "compensation"
-        elif isinstance(cmd, RunStep | Compensate):
-            compensation = isinstance(cmd, Compensate)
-        else:
-            raise SagaError(f"saga {self.saga_id}: {cmd!r} is not a work command")
-        name, attempt = cmd.step, cmd.attempt
-        step, ss = self.definition.step(name), self.state.steps[name]
-        ctx = evolve(
-            self._ctx, step=name, results=self.state.results(), attempt=attempt,
-            deadline=ss.deadline, phase="compensation" if compensation else "action",
-            result=ss.result,
-        )  # fmt: skip
-        if compensation:
-            if ss.comp_deadline is not None and time.time() >= ss.comp_deadline:
-                exc = StepTimeout(
-                    f"compensation of {name!r} not done after {step.compensation_timeout_s}s"
-                )
-                return self._failed(CompensationFailed, name, attempt, exc)
-            return self._compensate(ctx, step.compensation)
-        fn = step.action
-        if ss.deadline is not None and step.timeout_s is not None and time.time() >= ss.deadline:
-            # Past the deadline: on_timeout decides (it may Pending while it cleans
-            # up, for up to another timeout_s); without one, the step fails.
-            if step.on_timeout is None or time.time() >= ss.deadline + step.timeout_s:
-                exc = StepTimeout(f"step {name!r} still pending after {step.timeout_s}s")
-                return self._failed(StepFailed, name, attempt, exc)
-            fn, ctx = step.on_timeout, replace(ctx, phase="timeout")
-        try:
-            out = fn(ctx)
-        except Exception as exc:
-            return self._failed(StepFailed, name, attempt, exc)
-        if isinstance(out, Pending):
-            return StepPending(name, attempt, out.after_s, time.time())
-        try:
-            result = to_plain(out)
-        except SagaError as exc:
-            return StepFailed(name, attempt, _qualname(exc), str(exc), "permanent", time.time())
-        return StepSucceeded(name, attempt, result, time.time())
-
-    def _compensate(self, ctx: StepContext, fn: Any) -> Event:
-        try:
-            out = fn(ctx) if fn is not None else None
-        except Exception as exc:
-            return self._failed(CompensationFailed, ctx.step, ctx.attempt, exc)
-        if isinstance(out, Pending):
-            return CompensationPending(ctx.step, ctx.attempt, out.after_s, time.time())
-        return CompensationSucceeded(ctx.step, ctx.attempt, time.time())
-
-    def _failed(self, kind: Any, name: str, attempt: int, exc: Exception) -> Event:
-        event: Event = kind(name, attempt, _qualname(exc), str(exc)[:_ERROR_TEXT],
-                            classify(exc).value, time.time())  # fmt: skip
-        return event
-
-    # -- effects and the end ---------------------------------------------------------
-
-    def _effect(self, cmd: Command) -> None:
-        if isinstance(cmd, DeadLetter):
-            self._dead_letter(cmd)
-        elif isinstance(cmd, Alert):
-            self.system.events.publish(
-                "alert_fired", self.path, severity=cmd.severity, alert=cmd.alert,
-                saga_id=self.saga_id, saga_kind=self.state.kind, step=cmd.step, error=cmd.error,
-            )  # fmt: skip
-            self._log.error("alert_fired", alert=cmd.alert, severity=cmd.severity,
-                            saga_id=self.saga_id, step=cmd.step, error=cmd.error)  # fmt: skip
-
-    def _dead_letter(self, cmd: DeadLetter) -> None:
-        ident = cmd.dead_letter_id
-        assert ident is not None  # filled by _apply before the commit
-        try:
-            self.system.dead_letters.get(ident)
-            return  # a previous incarnation recorded it already
-        except DeadLetterError:
-            pass
-        message = {
-            "saga_id": self.saga_id, "kind": self.state.kind, "step": cmd.step,
-            "input": dict(self.state.input), "error": cmd.error,
-        }  # fmt: skip
-        env = Envelope(
-            message, sender=self.path, attempt=self.state.steps[cmd.step].comp_attempt,
-            trace={"saga_id": self.saga_id}, dead_letter_id=ident,
-        )  # fmt: skip
-        error = CompensationFailedError(f"saga {self.saga_id} step {cmd.step}: {cmd.error}")
-        # Through the post office, so the run totals count it (by reason) and a
-        # dead_letter event is published; counted as sent, so conservation holds.
-        self.system.post.count_sent()
-        self.system.post.dead_letter(cmd.reason, env, self.path, error=error)
-        self.system.storage.flush()  # durable before the saga may be finalized
-
-    def _finish(self) -> None:
-        self._flush_held()  # never any here (a terminal plan is not held): defensive
-        state = self.state
-        if not state.finalized:
-            # Finalized first, then the end event: whoever sees the event (await_saga)
-            # finds the saga out of the active index. A crash in between loses
-            # only the event; dead letters and alerts ran before (in _step).
-            self._apply_final(advance(state, Finalized(time.time()), self.definition))
-            self._note(_END_EVENTS[state.status], status=state.status, error=state.error)
-        self.stop()
-
-    def _apply_final(self, plan: Plan) -> None:
-        assert plan.record is not None
-        self._journal.commit(
-            self._journal.plan_op(
-                self.saga_id, plan.record, self._packer.pack(plan.state), active=False
-            )
-        )
-        self.state = plan.state
+    # -- helpers ------------------------------------------------------------------------
 
     def _note(self, kind: str, **fields: Any) -> None:
         self.system.events.publish(
