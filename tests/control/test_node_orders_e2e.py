@@ -12,6 +12,10 @@ from .conftest import Node, poll_until, short_tmpdir
 
 # Limit orders priced far from the touch rest at the venue until the saga's long
 # fill timeout, so each Order actor lives long enough to be found and killed.
+# The strategy starts only 2 sagas: with a 60 s fill timeout, a loaded run (slow
+# node start, each `phalanx ctl` a subprocess) saw both orders canceled and
+# their actors gone before the restart could be seen in ps. 300 s outlives
+# every wait below; the node's --for bound matches it (node.stop() ends it).
 RESTING_ORDERS_CONFIG = """
 name = "ctlorders"
 demo = false
@@ -28,7 +32,7 @@ threshold_bps = 0
 offset_bps = 800
 max_sagas = 2
 max_in_flight = 2
-fill_timeout_s = 60
+fill_timeout_s = 300
 """
 
 
@@ -54,7 +58,7 @@ def _inspect(node: Node, path: str) -> dict[str, Any] | None:
 
 def test_kill_of_an_order_actor_raises_its_restart_count_and_it_resumes() -> None:
     var = short_tmpdir() / "var"
-    node = Node(var, seconds=90, config_text=RESTING_ORDERS_CONFIG)
+    node = Node(var, seconds=300, config_text=RESTING_ORDERS_CONFIG)
     try:
         placed: dict[str, Any] = {}
 
