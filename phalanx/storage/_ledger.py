@@ -43,16 +43,13 @@ from typing import Any
 import msgpack
 
 from phalanx.storage._env import Storage
+from phalanx.storage._ledger_encode import _Entry, _entry, _fill_entry, _packer
 from phalanx.storage._ledger_fill import (
     _EXACT,
     ZERO,
     Fill,
     Posting,
     Transaction,
-    _Entry,
-    _entry,
-    _fill_entry,
-    _packer,
     fee_kind,
     fill_key,
     plan_fill,

@@ -25,7 +25,8 @@ from phalanx.actors._replay_model import LiveState, ReplaySources
 from phalanx.actors.venue import MatchingEngine
 from phalanx.protocols.trading import ApplyFill, GetPosition, OrderFill, PositionSnapshot
 from phalanx.storage import Fill, Ledger, Storage, plan_fill, plan_opening
-from phalanx.storage._ledger_fill import _EXACT, _entry, _fill_entry
+from phalanx.storage._ledger_encode import _entry, _fill_entry
+from phalanx.storage._ledger_fill import _EXACT
 from phalanx.storage._positions import PositionStore
 from phalanx.testing import check_ledger_balanced, check_ledger_matches_venue
 from tests.trading._rig import quick_system
