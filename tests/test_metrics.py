@@ -15,13 +15,8 @@ from phalanx import ActorSystem, Breaker, ChildSpec, Mailbox, Retry
 from phalanx.errors import ConfigError
 from phalanx.runtime import Actor
 from phalanx.runtime._config import load_config
-from phalanx.runtime._metrics import (
-    MetricsServer,
-    metrics_for,
-    observe_exchange_call,
-    render_metrics,
-    start_metrics_server,
-)
+from phalanx.runtime._metrics import metrics_for, observe_exchange_call, render_metrics
+from phalanx.runtime._metrics_server import MetricsServer, start_metrics_server
 
 
 class Echo(Actor):

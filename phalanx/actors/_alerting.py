@@ -23,7 +23,8 @@ from phalanx.actors._alert_rules import Firing, RuleEvaluator
 from phalanx.runtime._alert_config import AlertRule, MetricsConfig, default_alert_rules
 from phalanx.runtime._events import Event, Subscription
 from phalanx.runtime._log_retention import schedule_log_retention
-from phalanx.runtime._metrics import MetricsServer, SystemMetrics, metrics_for, start_metrics_server
+from phalanx.runtime._metrics import SystemMetrics, metrics_for
+from phalanx.runtime._metrics_server import MetricsServer, start_metrics_server
 from phalanx.runtime._timers import Timer
 
 if TYPE_CHECKING:
