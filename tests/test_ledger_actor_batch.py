@@ -15,7 +15,7 @@ from phalanx.actors._ledger_actor import (
     ledger_fill_from,
     start_ledger,
 )
-from phalanx.actors._position import InvalidFill
+from phalanx.actors._position_terms import InvalidFill
 from phalanx.protocols import decode, encode
 from phalanx.protocols.trading import OrderFill
 from phalanx.storage import Ledger

@@ -19,7 +19,9 @@ from phalanx.actors._trade_admission import RiskBlocked, TradeInvalid
 from phalanx.actors._trade_input import buy_input, sell_input
 from phalanx.actors._trade_orders import NothingFilled, OrderRejected
 from phalanx.actors._trade_sagas import BUY, SELL, register_trade_sagas, trade_saga
-from phalanx.actors._trading import TradingNode, market_filters, start_exchanges, start_trading
+from phalanx.actors._trading import start_trading
+from phalanx.actors._trading_exchanges import market_filters, start_exchanges
+from phalanx.actors._trading_node import TradingNode
 
 __all__ = [
     "BUY",

@@ -26,7 +26,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from phalanx.actors._position import InvalidFill, check_fee
+from phalanx.actors._position_terms import InvalidFill, check_fee
 from phalanx.actors._risk_model import split_symbol
 from phalanx.protocols import Message
 from phalanx.protocols.trading import OrderFill, symbol_segment

@@ -16,42 +16,24 @@ must not leave Risk stale).
 
 Messages: ``ApplyFill`` -> :class:`PositionSnapshot` (also for a replay),
 ``Ticker`` -> None, ``GetPosition`` -> :class:`PositionSnapshot`.
-Fees in any asset (:func:`position_terms`): ``quantity`` is the net quantity
-held, what the venue holds (a buy paying ``f`` of the base in fees adds
-``amount - f``); the entry price of that quantity is the fill price and the
-fee, valued at the fill price in the quote (``f * price``), is realized at
-once, as a quote fee is. So a round trip's realized PnL is exactly what the
-quote balance gained: buy ``q`` at ``p`` with base fee ``f``, sell ``q - f``
-at ``p'`` with quote fee ``g``: ``(p' - p) * (q - f) - f * p - g``. A fee in
-a third asset (BNB) changes neither quantity nor quote PnL (no price for it
-in the fill; the Ledger books it in that asset). ``fees`` sums the fees in
-the quote. A negative fee, or a base fee a buy cannot pay, is refused with
-:class:`InvalidFill` (permanent).
-
-Usage::
-
-    start_positions(system, ["BTC/USDT"], notify="/strategy", risk_path="/risk",
-                    take_profit_pct=Decimal(2), stop_loss_pct=Decimal(1),
-                    exchange="paper")           # subscribes to the connection's tickers
-    ref = ensure_position(system, "ETH/USDT")   # added at runtime, same defaults
-    snap = ref.ask(ApplyFill(fill=order_fill))  # idempotent by order_fill.trade_id
+A fill applies the net quantity and quote-valued fee of
+:func:`~phalanx.actors._position_terms.position_terms` (fees in any asset);
+``fees`` sums the fees in the quote. A fill for another symbol, with a
+non-positive amount or price, a negative fee or a base fee a buy cannot pay
+is refused with :class:`~phalanx.actors._position_terms.InvalidFill`
+(permanent). The ``/positions`` tree that starts these actors is in
+:mod:`phalanx.actors._position_tree`.
 """
 
 from __future__ import annotations
 
 import time
-import weakref
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
-from phalanx.actors._position_model import (
-    POSITION_CONTEXT,
-    PositionState,
-    evaluate_triggers,
-    unrealized_pnl,
-)
+from phalanx.actors._position_model import PositionState, evaluate_triggers, unrealized_pnl
+from phalanx.actors._position_terms import InvalidFill, position_terms
 from phalanx.actors._risk_model import split_symbol
-from phalanx.errors import AlreadyPresent, AlreadyStarted, PhalanxError
 from phalanx.protocols.exchange import SubscribeTicker, Ticker
 from phalanx.protocols.trading import (
     ApplyFill,
@@ -60,82 +42,13 @@ from phalanx.protocols.trading import (
     PnlUpdate,
     PositionSnapshot,
     SellTrigger,
-    symbol_segment,
 )
-from phalanx.runtime import Actor, ActorSystem, Ref
+from phalanx.runtime import Actor
 from phalanx.storage._positions import PositionStore
-from phalanx.supervision import ChildSpec, Retry
-from phalanx.supervision._supervisor import SupervisorRef
 
-__all__ = [
-    "POSITIONS",
-    "InvalidFill",
-    "Position",
-    "check_fee",
-    "ensure_position",
-    "fee_in_quote",
-    "position_path",
-    "position_spec",
-    "position_terms",
-    "start_positions",
-]
+__all__ = ["Position"]
 
-POSITIONS = "/positions"
 ZERO = Decimal(0)
-
-
-class InvalidFill(PhalanxError, ValueError):
-    """A fill the position or ledger cannot apply (wrong symbol, bad numbers, unpayable fee).
-
-    Permanent: the asker gets it, a told fill is dead-lettered; never retried.
-    """
-
-    phalanx_error_class = "permanent"
-
-
-def position_path(symbol: str) -> str:
-    """``BTC/USDT`` -> ``/positions/BTC-USDT``."""
-    return f"{POSITIONS}/{symbol_segment(symbol)}"
-
-
-def position_terms(fill: OrderFill) -> tuple[Decimal, Decimal]:
-    """``(quantity, fee in the quote)`` that ``fill`` applies to its position.
-
-    The position holds what the venue holds: a fee ``f`` paid in the base
-    asset leaves ``amount - f`` of a buy (and takes ``amount + f`` for a
-    sell), that quantity trades at the fill price, and the fee costs
-    ``f * price`` in the quote, realized at once like a quote fee. A fee in
-    a third asset (BNB) moves neither: the fill has no price for it in the
-    quote (the Ledger books it in that asset). :class:`InvalidFill` for a
-    negative fee or a base fee a buy cannot pay.
-    """
-    base, quote = split_symbol(fill.symbol)
-    check_fee(fill, base)
-    fee, currency = fill.fee, fill.fee_currency
-    if not fee or currency is None or currency == quote:
-        return fill.amount, fee
-    if currency != base:
-        return fill.amount, ZERO
-    with localcontext(POSITION_CONTEXT):
-        net = fill.amount - fee if fill.side == "buy" else fill.amount + fee
-        return net, fee * fill.price
-
-
-def check_fee(fill: OrderFill, base: str) -> None:
-    """:class:`InvalidFill` for a negative fee, or a fee in ``base`` a buy cannot pay."""
-    fee = fill.fee
-    if fee < 0:
-        raise InvalidFill(f"fill {fill.trade_id}: negative fee {fee}")
-    if fee and fill.fee_currency == base and fill.side == "buy" and fee >= fill.amount:
-        raise InvalidFill(
-            f"fill {fill.trade_id}: a fee of {fee} {base} leaves nothing of the "
-            f"{fill.amount} {base} bought"
-        )
-
-
-def fee_in_quote(fill: OrderFill) -> Decimal:
-    """The fill's fee valued in the quote asset (:func:`position_terms`)."""
-    return position_terms(fill)[1]
 
 
 class Position(Actor):
@@ -282,84 +195,3 @@ class Position(Actor):
                 realized_pnl=s.realized_pnl, unrealized_pnl=self._unrealized(),
             ),
         )  # fmt: skip
-
-
-# --- tree ----------------------------------------------------------------------
-
-# Per-system defaults given to start_positions, reused by ensure_position.
-_defaults: weakref.WeakKeyDictionary[ActorSystem, dict[str, Any]] = weakref.WeakKeyDictionary()
-
-
-def position_spec(
-    symbol: str,
-    *,
-    notify: str | None = None,
-    risk_path: str | None = "/risk",
-    take_profit_pct: Decimal | None = None,
-    stop_loss_pct: Decimal | None = None,
-    exchange: str | None = None,
-    retry: Retry | None = None,
-) -> ChildSpec:
-    """The child spec of one Position (child id ``BTC-USDT``)."""
-    return ChildSpec(
-        symbol_segment(symbol),
-        Position,
-        args=(symbol,),
-        kwargs={
-            "notify": notify,
-            "risk_path": risk_path,
-            "take_profit_pct": take_profit_pct,
-            "stop_loss_pct": stop_loss_pct,
-            "exchange": exchange,
-        },
-        retry=retry or Retry(max_attempts=5, backoff="exponential", base=0.05, max=1.0),
-    )
-
-
-def start_positions(
-    system: ActorSystem,
-    symbols: list[str] | tuple[str, ...] = (),
-    notify: str | None = None,
-    risk_path: str | None = "/risk",
-    *,
-    take_profit_pct: Decimal | None = None,
-    stop_loss_pct: Decimal | None = None,
-    exchange: str | None = None,
-    intensity: int = 10,
-    period: float = 5.0,
-) -> SupervisorRef:
-    """Start the one_for_one ``/positions`` supervisor with one Position per symbol."""
-    defaults: dict[str, Any] = {
-        "notify": notify,
-        "risk_path": risk_path,
-        "take_profit_pct": take_profit_pct,
-        "stop_loss_pct": stop_loss_pct,
-        "exchange": exchange,
-    }
-    _defaults[system] = defaults
-    return system.supervise(
-        POSITIONS,
-        "one_for_one",
-        intensity=intensity,
-        period=period,
-        children=[position_spec(s, **defaults) for s in dict.fromkeys(symbols)],
-    )
-
-
-def ensure_position(system: ActorSystem, symbol: str, **overrides: Any) -> Ref:
-    """The Position of ``symbol``, started under ``/positions`` if it is not there yet.
-
-    Uses the defaults given to :func:`start_positions` (``overrides`` win).
-    Safe to call concurrently: a lost race returns the winner's ref.
-    """
-    path = position_path(symbol)
-    if system.is_alive(path):
-        return system.ref(path)
-    sup = SupervisorRef(system, POSITIONS)
-    spec = position_spec(symbol, **{**_defaults.get(system, {}), **overrides})
-    try:
-        return sup.start_child(spec)
-    except AlreadyStarted:
-        return system.ref(path)
-    except AlreadyPresent:
-        return sup.restart_child(spec.id)

@@ -2,7 +2,7 @@
 
 - positions fold the fills through the pure position model
   (:func:`~phalanx.actors._position_model.apply_fill`, with the net quantity
-  and quote-valued fee of :func:`~phalanx.actors._position.position_terms`,
+  and quote-valued fee of :func:`~phalanx.actors._position_terms.position_terms`,
   as the Position actor applies a fee in the base or a third asset), in the order the node
   applied them (the position markers' ``at``: ordering only, since average
   cost depends on it), else in venue order;
@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from phalanx.actors._ledger_actor import ledger_fill_from
-from phalanx.actors._position import position_terms
 from phalanx.actors._position_model import PositionState, apply_fill
+from phalanx.actors._position_terms import position_terms
 from phalanx.actors._replay_model import Difference, LiveState, ReplayReport, ReplaySources, _short
 from phalanx.errors import PhalanxError
 from phalanx.protocols.trading import OrderFill

@@ -25,7 +25,7 @@ def _fills(ctx: StepContext) -> list[OrderFill]:
 
 
 def _update_position(ctx: StepContext) -> dict[str, Any]:
-    from phalanx.actors._position import ensure_position  # noqa: PLC0415
+    from phalanx.actors._position_tree import ensure_position  # noqa: PLC0415
 
     symbol = str(ctx.input["symbol"])
     store = PositionStore(ctx.system.storage)

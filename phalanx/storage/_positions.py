@@ -7,7 +7,7 @@ Keys (values are msgpack):
 - ``fill:<symbol>\\x00<trade_id>`` -> ``{side, amount, price, fee, at}``: the
   fill's idempotency marker, kept with what was applied (for replay/diff):
   ``amount`` net of a fee paid in the base asset and ``fee`` valued in the
-  quote (:func:`~phalanx.actors._position.position_terms`), so for a buy on
+  quote (:func:`~phalanx.actors._position_terms.position_terms`), so for a buy on
   Binance without BNB ``amount`` is what the venue credited, not the trade quantity.
 
 Invariant: the marker and the new state commit in ONE transaction, inside

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from phalanx import ActorSystem
 from phalanx.actors._ledger_actor import ledger_fill_from
-from phalanx.actors._position import Position, position_terms
+from phalanx.actors._position import Position
 from phalanx.actors._position_model import PositionState
+from phalanx.actors._position_terms import position_terms
 from phalanx.actors._replay import replay
 from phalanx.actors._replay_model import LiveState, ReplaySources
 from phalanx.actors.venue import MatchingEngine

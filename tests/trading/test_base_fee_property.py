@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from phalanx.actors._ledger_actor import ledger_fill_from
-from phalanx.actors._position import position_terms
+from phalanx.actors._position_terms import position_terms
 from phalanx.protocols.trading import OrderFill
 from phalanx.storage import Ledger, Storage
 from phalanx.storage._positions import PositionStore

@@ -10,12 +10,8 @@ from typing import Any
 import pytest
 
 from phalanx import Actor, ActorSystem
-from phalanx.actors._position import (
-    InvalidFill,
-    ensure_position,
-    position_path,
-    start_positions,
-)
+from phalanx.actors._position_terms import InvalidFill
+from phalanx.actors._position_tree import ensure_position, position_path, start_positions
 from phalanx.protocols.exchange import SubscribeTicker, Ticker
 from phalanx.protocols.trading import (
     ApplyFill,
