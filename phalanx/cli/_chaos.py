@@ -29,7 +29,7 @@ from phalanx.protocols.control import ControlError
 
 # Modules, not names: phalanx.testing imports phalanx.cli._client, so either side
 # may be the one still initialising; attributes are read only at call time.
-from phalanx.testing import _campaign, _socket_driver
+from phalanx.testing import _campaign_plan, _campaign_run, _socket_driver
 
 __all__ = ["add_parser", "parse_fault_mix"]
 
@@ -43,9 +43,9 @@ def parse_fault_mix(text: str) -> dict[str, float]:
         name, sep, weight = part.partition("=")
         if not sep:
             raise argparse.ArgumentTypeError(f"fault mix entry {part!r} is not KIND=WEIGHT")
-        if name not in _campaign.FAULT_MIX:
+        if name not in _campaign_plan.FAULT_MIX:
             raise argparse.ArgumentTypeError(
-                f"unknown fault kind {name!r}; valid: {', '.join(_campaign.FAULT_MIX)}"
+                f"unknown fault kind {name!r}; valid: {', '.join(_campaign_plan.FAULT_MIX)}"
             )
         try:
             mix[name] = float(weight)
@@ -87,7 +87,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--storm-rate", type=_rate, default=0.1, help="restart storms per second")
     p.add_argument("--storm-size", type=int, default=5, help="kills per restart storm")
     p.add_argument("--fault-rate", type=_rate, default=1.0, help="venue faults per second")
-    p.add_argument("--fault-mix", type=parse_fault_mix, default=dict(_campaign.FAULT_MIX),
+    p.add_argument("--fault-mix", type=parse_fault_mix, default=dict(_campaign_plan.FAULT_MIX),
                    help="weights, e.g. 5xx=0.4,lost=0.3,timeout=0.2,ban=0.1")  # fmt: skip
     p.add_argument(
         "--fault-endpoint", default=_socket_driver.CREATE_ENDPOINT,
@@ -115,7 +115,7 @@ def _plan(args: argparse.Namespace) -> list[Any]:
     if args.node_kills < 0 or args.storm_size < 1 or args.flood_size < 1:
         raise ConfigError("--node-kills must be >= 0, --storm-size and --flood-size >= 1")
     try:
-        return _campaign.plan_campaign(
+        return _campaign_plan.plan_campaign(
             args.seed, args.duration, args.kill_rate, args.fault_rate, args.node_kills,
             tuple(args.kill_globs or _DEFAULT_GLOBS),
             storm_rate=args.storm_rate, storm_size=args.storm_size, flood_rate=args.flood_rate,
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         counts[action.kind] = counts.get(action.kind, 0) + 1
     progress(f"phalanx chaos: seed {args.seed}, {args.duration}s, {len(plan)} actions {counts}")
     try:
-        verdict = _campaign.run_campaign(plan, driver, progress)
+        verdict = _campaign_run.run_campaign(plan, driver, progress)
     except OSError as exc:  # the venue (or the var dir) went away while judging
         print(f"phalanx: error: cannot take the verdict: {exc}", file=sys.stderr)
         return 3

@@ -24,29 +24,27 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from phalanx.testing._campaign import (
+from phalanx.testing._campaign_plan import (
     ACTION_KINDS,
     FAULT_MIX,
     ChaosAction,
-    ChaosUnsupported,
-    Driver,
     fault_body,
     plan_campaign,
-    run_campaign,
 )
+from phalanx.testing._campaign_run import ChaosUnsupported, Driver, run_campaign
+from phalanx.testing._check_books import (
+    check_ledger_balanced,
+    check_ledger_matches_venue,
+    check_positions_match_fills,
+)
+from phalanx.testing._check_conservation import check_conservation, check_counters
+from phalanx.testing._check_orders import check_no_duplicate_intents, check_sagas_terminal
 from phalanx.testing._driver import InProcessDriver
 from phalanx.testing._harness import FAST_ORDER_OPTIONS, make_system, trading_config
-from phalanx.testing._invariants import (
+from phalanx.testing._invariant_result import (
     DEFAULT_ACCOUNT,
     InvariantResult,
     InvariantViolation,
-    check_conservation,
-    check_counters,
-    check_ledger_balanced,
-    check_ledger_matches_venue,
-    check_no_duplicate_intents,
-    check_positions_match_fills,
-    check_sagas_terminal,
 )
 from phalanx.testing._monkey import ChaosMonkey, Kill, choose_target, matching
 from phalanx.testing._socket_driver import SocketDriver

@@ -8,8 +8,8 @@ from typing import Any
 from phalanx.actors import TradingNode
 from phalanx.actors.venue import Fault, PaperVenue
 from phalanx.runtime import ActorSystem
-from phalanx.testing._campaign import ChaosUnsupported
-from phalanx.testing._invariants import DEFAULT_ACCOUNT
+from phalanx.testing._campaign_run import ChaosUnsupported
+from phalanx.testing._invariant_result import DEFAULT_ACCOUNT
 from phalanx.testing._verdict import Verdict, check_all
 
 __all__ = ["InProcessDriver"]

@@ -24,7 +24,6 @@ switches); its output is appended to ``VAR/node.restart.log``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -38,8 +37,16 @@ from typing import Any
 from phalanx.cli._client import ControlClient, NodeUnreachable
 from phalanx.protocols.control import ControlError
 from phalanx.storage import Storage
-from phalanx.testing._campaign import ChaosUnsupported
-from phalanx.testing._invariants import DEFAULT_ACCOUNT, InvariantResult, check_counters
+from phalanx.testing._campaign_run import ChaosUnsupported
+from phalanx.testing._check_conservation import check_counters
+from phalanx.testing._invariant_result import DEFAULT_ACCOUNT, InvariantResult
+from phalanx.testing._node_process import (
+    _POLL_S,
+    _node_pid,
+    _restart_command,
+    _start_node,
+    _wait_released,
+)
 from phalanx.testing._venue_state import VenueState
 from phalanx.testing._verdict import Verdict, check_all
 
@@ -47,8 +54,6 @@ __all__ = ["CREATE_ENDPOINT", "SocketDriver"]
 
 CREATE_ENDPOINT = "POST /api/v3/order"
 """The venue endpoint of order placement (what ``fault_ratio`` is measured on)."""
-
-_POLL_S = 0.05  # the pace of bounded waits on another process (no event crosses processes)
 
 
 def _gap(c: Mapping[str, Any]) -> int:
@@ -190,60 +195,17 @@ class SocketDriver:
 
     def sigkill_and_restart(self) -> None:
         """SIGKILL the node, start it again, wait for its socket and ``/sagas``."""
-        argv, cwd = self._restart_command()
-        pid = self._node_pid()
+        argv, cwd = _restart_command(self.var_dir, self.restart_cmd)
+        pid = _node_pid(self.var_dir)
         started = time.monotonic()
         self.close()
         os.kill(pid, signal.SIGKILL)
-        self._wait_released(self.boot_timeout)
+        _wait_released(self.var_dir, self.children, self.boot_timeout)
         self.facts["node_kills"] += 1
-        with open(self.var_dir / "node.restart.log", "ab") as log:
-            child = subprocess.Popen(
-                argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C at the chaos CLI does not reach the node
-            )  # fmt: skip
+        child = _start_node(argv, cwd, self.var_dir)
         self.children.append(child)
         self._wait_trading(child, started + self.boot_timeout)
         self.facts["restart_s"].append(round(time.monotonic() - started, 3))
-
-    def _restart_command(self) -> tuple[list[str], str | None]:
-        if self.restart_cmd:
-            return self.restart_cmd, None
-        try:
-            recorded = json.loads((self.var_dir / "node.cmd").read_text())
-        except (OSError, ValueError) as exc:
-            raise ChaosUnsupported(
-                f"cannot restart the node: no usable {self.var_dir / 'node.cmd'} ({exc}); "
-                "pass --restart-cmd"
-            ) from None
-        return [str(a) for a in recorded["argv"]], recorded.get("cwd")
-
-    def _node_pid(self) -> int:
-        try:
-            return int((self.var_dir / "node.pid").read_text().strip())
-        except (OSError, ValueError) as exc:
-            raise ChaosUnsupported(f"no node pid in {self.var_dir / 'node.pid'}: {exc}") from None
-
-    def _released(self) -> bool:
-        """True once no process holds ``VAR/node.lock`` (the node has exited)."""
-        fd = os.open(self.var_dir / "node.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        finally:
-            os.close(fd)  # closing drops the lock at once
-        return True
-
-    def _wait_released(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self._released():
-            for child in self.children:
-                child.poll()  # reap our own exited nodes
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_POLL_S)  # sleep-ok: bounded wait on another process
-        return True
 
     def _wait_trading(self, child: subprocess.Popen[bytes], deadline: float) -> None:
         """Until the new node answers and its ``/sagas`` supervisor is up (trading resumed)."""
@@ -281,7 +243,7 @@ class SocketDriver:
             results.append(InvariantResult("conservation", False, {"violation": str(exc)}))
         self.close()
         if not self.leave_running:
-            facts["node_stopped"] = self._wait_released(self.settle_timeout)
+            facts["node_stopped"] = _wait_released(self.var_dir, self.children, self.settle_timeout)
             for child in self.children:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(self.timeout)

@@ -39,8 +39,8 @@ from typing import Any, ClassVar
 from hypothesis.stateful import RuleBasedStateMachine, invariant
 
 from phalanx.runtime import Actor, Ref
+from phalanx.testing._check_conservation import check_conservation
 from phalanx.testing._harness import make_system
-from phalanx.testing._invariants import check_conservation
 
 __all__ = ["ActorProtocolMachine"]
 

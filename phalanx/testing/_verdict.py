@@ -10,18 +10,19 @@ from typing import Any
 from phalanx.actors.venue import PaperVenue
 from phalanx.runtime import ActorSystem
 from phalanx.storage import Ledger, Storage
-from phalanx.testing._invariants import (
-    DEFAULT_ACCOUNT,
-    Accepted,
+from phalanx.testing._check_books import (
     Holdings,
-    InvariantResult,
-    check_conservation,
     check_ledger_balanced,
     check_ledger_matches_venue,
-    check_no_duplicate_intents,
     check_positions_match_fills,
+)
+from phalanx.testing._check_conservation import check_conservation
+from phalanx.testing._check_orders import (
+    Accepted,
+    check_no_duplicate_intents,
     check_sagas_terminal,
 )
+from phalanx.testing._invariant_result import DEFAULT_ACCOUNT, InvariantResult
 from phalanx.testing._venue_state import VenueState
 
 __all__ = [
