@@ -40,7 +40,7 @@ from _saga_floor import BareFlow
 from phalanx import ActorSystem
 from phalanx.actors import BUY, TradingNode, buy_input, start_trading
 from phalanx.actors.saga import await_saga, start_saga
-from phalanx.actors.venue import PaperVenue
+from phalanx.actors.venue import PaperVenue, venue_ccxt_config
 from phalanx.runtime import freeze_startup_heap
 from phalanx.runtime._config import (
     ExchangeConfig,
@@ -248,11 +248,7 @@ def separate_venue_throughput() -> dict[str, Any]:
         tempfile.TemporaryDirectory() as tmp,
         ActorSystem(var_dir=tmp, sync=False) as system,
     ):
-        cc = {
-            "urls": {"api": {"public": f"{url}/api/v3", "private": f"{url}/api/v3"}},
-            "options": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]},
-                        "fetchCurrencies": False, "fetchMargins": False},
-        }  # fmt: skip
+        cc = venue_ccxt_config(url, "paper-key", "paper-secret")
         os.environ.update(BENCH_VENUE_KEY="paper-key", BENCH_VENUE_SECRET="paper-secret")
         config = _config().model_copy(
             update={"exchanges": [ExchangeConfig(
@@ -265,7 +261,7 @@ def separate_venue_throughput() -> dict[str, Any]:
         assert node.reconciliation is not None
         assert node.reconciliation.ok
         freeze_startup_heap()
-        ticker = ccxt.binance({**cc, "apiKey": "paper-key", "secret": "paper-secret"})
+        ticker = ccxt.binance(cc)
         ticker.load_markets()
         count = [0]
         last = [Decimal(0)]

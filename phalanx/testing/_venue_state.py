@@ -17,7 +17,7 @@ from typing import Any
 
 import ccxt
 
-from phalanx.actors.venue import PaperVenue
+from phalanx.actors.venue import PaperVenue, venue_ccxt_config
 
 __all__ = ["VenueState"]
 
@@ -90,19 +90,7 @@ class VenueState:
         balances = admin("/__venue/balances").get(account, {})
         totals = {a: Decimal(v["free"]) + Decimal(v["locked"]) for a, v in balances.items()}
         exchange = ccxt.binance(
-            {
-                "apiKey": account,
-                "secret": secret,
-                "urls": {"api": {"public": f"{base}/api/v3", "private": f"{base}/api/v3"}},
-                "options": {
-                    "defaultType": "spot",
-                    "fetchMarkets": {"types": ["spot"]},
-                    "fetchCurrencies": False,
-                    "fetchMargins": False,
-                },
-                "enableRateLimit": False,
-                "timeout": int(timeout * 1000),
-            }
+            {**venue_ccxt_config(base, account, secret), "timeout": int(timeout * 1000)}
         )
         trades = []
         for symbol in exchange.load_markets():

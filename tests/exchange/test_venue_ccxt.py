@@ -11,7 +11,7 @@ import pytest
 
 from phalanx import Directive
 from phalanx.actors.exchange import connection_decider
-from phalanx.actors.venue import Fault, PaperVenue
+from phalanx.actors.venue import Fault, PaperVenue, venue_ccxt_config
 
 SYMBOL = "BTC/USDT"
 
@@ -279,15 +279,8 @@ def test_phalanx_venue_runs_alone_and_serves_ccxt(tmp_path: Any) -> None:
         line = proc.stdout.readline()
         assert "s3cret-value" not in line
         url = line.split(" on ")[1].split(" ")[0]
-        ex = ccxt.binance(
-            {
-                "apiKey": "paper-key",
-                "secret": "s3cret-value",
-                "urls": {"api": {"public": f"{url}/api/v3", "private": f"{url}/api/v3"}},
-                "options": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]},
-                            "fetchCurrencies": False, "fetchMargins": False},
-            }
-        )  # fmt: skip
+        # The public config builder, as an outside program would use it (trailing "/" too).
+        ex = ccxt.binance(venue_ccxt_config(url + "/", "paper-key", "s3cret-value"))
         assert ex.fetch_balance()["USDT"]["free"] == 100_000
     finally:
         proc.terminate()

@@ -3,6 +3,14 @@
 from phalanx.actors.venue._engine import MatchingEngine
 from phalanx.actors.venue._faults import FAULT_KINDS, Fault
 from phalanx.actors.venue._market import Market, VenueError
-from phalanx.actors.venue._venue import PaperVenue
+from phalanx.actors.venue._venue import PaperVenue, venue_ccxt_config
 
-__all__ = ["FAULT_KINDS", "Fault", "Market", "MatchingEngine", "PaperVenue", "VenueError"]
+__all__ = [
+    "FAULT_KINDS",
+    "Fault",
+    "Market",
+    "MatchingEngine",
+    "PaperVenue",
+    "VenueError",
+    "venue_ccxt_config",
+]

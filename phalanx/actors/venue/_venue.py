@@ -24,7 +24,30 @@ from phalanx.actors.venue._faults import FAULT_KINDS, Fault
 from phalanx.actors.venue._http import _handler_for, _Server
 from phalanx.actors.venue._market import VenueError, _fmt
 
-__all__ = ["PaperVenue"]
+__all__ = ["PaperVenue", "venue_ccxt_config"]
+
+
+def venue_ccxt_config(url: str, api_key: str, secret: str) -> dict[str, Any]:
+    """The ``ccxt.binance`` config for a paper venue at ``url`` (NOTES.md overrides).
+
+    For the embedded venue (:meth:`PaperVenue.ccxt_config`) and for one in
+    another process (``phalanx venue``): spot only, no currency or margin
+    endpoints (the venue has none), no client-side rate limit (phalanx's
+    connection has its own).
+    """
+    base = url.rstrip("/")
+    return {
+        "apiKey": api_key,
+        "secret": secret,
+        "urls": {"api": {"public": f"{base}/api/v3", "private": f"{base}/api/v3"}},
+        "options": {
+            "defaultType": "spot",
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+        },
+        "enableRateLimit": False,
+    }
 
 
 class PaperVenue:
@@ -63,19 +86,8 @@ class PaperVenue:
         return f"http://127.0.0.1:{self.port}"
 
     def ccxt_config(self, api_key: str = "paper-key") -> dict[str, Any]:
-        """The ``ccxt.binance`` config that points at this venue (NOTES.md overrides)."""
-        return {
-            "apiKey": api_key,
-            "secret": self.keys[api_key],
-            "urls": {"api": {"public": f"{self.url}/api/v3", "private": f"{self.url}/api/v3"}},
-            "options": {
-                "defaultType": "spot",
-                "fetchMarkets": {"types": ["spot"]},
-                "fetchCurrencies": False,
-                "fetchMargins": False,
-            },
-            "enableRateLimit": False,
-        }
+        """The ``ccxt.binance`` config that points at this venue (:func:`venue_ccxt_config`)."""
+        return venue_ccxt_config(self.url, api_key, self.keys[api_key])
 
     def start(self) -> PaperVenue:
         # poll_interval bounds how long stop() waits for serve_forever to notice.
