@@ -314,6 +314,30 @@ def test_cancel_then_a_late_fill_still_counts_and_the_status_stays_canceled(
     assert rig.order_requests().count("DELETE /api/v3/order") == 1
 
 
+def test_a_cancel_of_an_order_the_venue_filled_meanwhile_adopts_the_fill_it_fetches(
+    system: ActorSystem, venue: PaperVenue
+) -> None:
+    rig = Rig(system, venue, poll_interval_s=30.0)  # no poll sees the fill before the cancel
+    ask = Decimal(venue.engine.ticker("BTCUSDT")["askPrice"])
+    place_order(system, rig.intent("nf1", type="limit", amount="0.01", price=ask - Decimal("0.01")))
+    rig.updates.wait(lambda s: s.status == "open")
+    cid = client_order_id("nf1", 0)
+    for _ in range(500):  # the seeded walk fills it in full at the venue
+        if venue.engine.get_order(ACCOUNT, "BTCUSDT", None, cid)["status"] == "FILLED":
+            break
+        venue.engine.step()
+    assert rig.store.get("nf1").status == "open"  # type: ignore[union-attr]
+    snap = cancel_order(system, "nf1")  # the venue answers -2011: not open any more
+    assert snap is not None
+    record = rig.wait_done("nf1")
+    assert (record.status, record.filled) == ("filled", Decimal("0.01"))
+    assert len(rig.sink.fills) == 1
+    requests = rig.order_requests()
+    assert requests.count("DELETE /api/v3/order") == 1
+    # The final state came from the fetch after the refused cancel.
+    assert "GET /api/v3/order" in requests[requests.index("DELETE /api/v3/order") :]
+
+
 def snapshot_without_change(before: OrderSnapshot, after: OrderSnapshot | None) -> OrderSnapshot:
     assert after is not None
     assert (after.status, after.filled, after.fills) == (before.status, before.filled, before.fills)

@@ -226,6 +226,7 @@ class OrderActor(Actor):
     _logged = _order_track._logged
     _after_change = _order_track._after_change
     _poll = _order_track._poll
+    _fetch = _order_track._fetch
     _venue_forgot = _order_track._venue_forgot
 
     _fill_of = _order_fills._fill_of

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import ccxt
 
-from phalanx.protocols.exchange import CancelOrder, FetchOrder
+from phalanx.protocols.exchange import CancelOrder
 from phalanx.protocols.trading import OrderSnapshot
 from phalanx.storage._orders import evolve
 
@@ -67,15 +67,10 @@ def _cancel_at_venue(self: OrderActor) -> None:
     try:
         reply = self._ask(request)
     except ccxt.OrderNotFound:  # no longer open: fetch its final state
-        try:
-            reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
-        except ccxt.OrderNotFound:
-            self._venue_forgot()
+        fetched = self._fetch("order_cancel_failed")
+        if fetched is None:
             return
-        except Exception as exc:
-            self._say("warning", "order_cancel_failed", error=repr(exc))
-            self._schedule(self.services.poll_interval_s)
-            return
+        reply = fetched
     except Exception as exc:
         self._say("warning", "order_cancel_failed", error=repr(exc))
         self._schedule(self.services.poll_interval_s)

@@ -99,17 +99,29 @@ def _after_change(self: OrderActor) -> None:
 
 
 def _poll(self: OrderActor) -> None:
+    reply = self._fetch("order_poll_failed")
+    if reply is not None:
+        self._apply(reply, "poll")
+
+
+def _fetch(self: OrderActor, failed_event: str) -> OrderReply | None:
+    """The order as the venue has it; None if the venue forgot it or the ask failed.
+
+    Not found: :meth:`_venue_forgot` decides. Any other failure logs
+    ``failed_event`` and schedules the next tick, so the order is looked at
+    again; nothing is adopted from a failed ask.
+    """
     rec = self._rec()
     try:
-        reply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
+        reply: OrderReply = self._ask(FetchOrder(symbol=rec.symbol, id=rec.exchange_order_id))
     except ccxt.OrderNotFound:
         self._venue_forgot()
-        return
+        return None
     except Exception as exc:
-        self._say("warning", "order_poll_failed", error=repr(exc))
+        self._say("warning", failed_event, error=repr(exc))
         self._schedule(self.services.poll_interval_s)
-        return
-    self._apply(reply, "poll")
+        return None
+    return reply
 
 
 def _venue_forgot(self: OrderActor) -> None:
