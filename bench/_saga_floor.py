@@ -1,22 +1,22 @@
 """The buy saga's message flow in bare pykka + ccxt + LMDB: the floor under ``buy_sagas``.
 
-Same venue, same ccxt call, same actors and hops as the phalanx buy saga,
-with none of phalanx's guarantees: no supervision, no journal-before-send
+Same venue, same ccxt call and the same actors as the phalanx buy saga, with
+none of phalanx's guarantees: no supervision, no journal-before-send
 ordering across incarnations, no idempotency check-and-insert, no logs, no
 dead letters, no timeouts or retries, no group-commit writer (each actor
 writes its own LMDB transaction). What it measures is what this interpreter
 and this VM charge for the irreducible part: 2 actor spawns (saga, order),
-the asks between saga, Risk, Order, the exchange connection, Position and
-Ledger, one ``ccxt.create_order`` over loopback HTTP and ~13 small LMDB
-writes per saga. It is a baseline, printed next to the headline figure from
-the same run; nothing trades through it.
+6 asks (saga to Risk twice, to the order actor, which asks the exchange
+actor once, to Position and to Ledger; phalanx makes ~10), one
+``ccxt.create_order`` over loopback HTTP and 13 small LMDB writes per saga.
+It is a baseline, printed next to the headline figure from the same run;
+nothing trades through it.
 
-Per saga (as in phalanx): saga records for start, validate, risk_check,
-reserve_funds, place_order, update_position, post_ledger and the end (the
-phalanx saga commits 7 times: two effect-free steps share a commit);
-Risk: a check and a reservation, each persisted; Order: ``submitting``
-before the send and the filled record after; Position and Ledger: one write
-each.
+The writes per saga: 7 saga records (start, validate + risk_check in one, as
+phalanx's two effect-free steps share a commit, reserve_funds, place_order,
+update_position, post_ledger, the end); Risk: the check and the
+reservation; Order: ``submitting`` before the send and the filled record
+after; Position and Ledger: one each.
 """
 
 from __future__ import annotations
