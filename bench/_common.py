@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 PACKAGES = ("pykka", "ccxt", "lmdb", "msgpack", "pydantic", "structlog")
 
@@ -74,3 +74,36 @@ def rate(n: int, fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
     return n / (time.perf_counter() - start)
+
+
+H = TypeVar("H")
+
+
+def windowed_round(
+    n: int, in_flight: int, start: Callable[[int], H], finish: Callable[[H], str]
+) -> dict[str, Any]:
+    """Start ``n`` jobs, at most ``in_flight`` unfinished; the rate, CPU per job, statuses.
+
+    ``start(i)`` starts job ``i`` and returns its handle; ``finish(handle)``
+    waits for it and returns its status (counted in ``statuses``).
+    """
+    handles: list[H] = []
+    statuses: dict[str, int] = {}
+
+    def count(handle: H) -> None:
+        status = finish(handle)
+        statuses[status] = statuses.get(status, 0) + 1
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for i in range(n):
+        handles.append(start(i))
+        if i >= in_flight:
+            count(handles[i - in_flight])
+    for handle in handles[-in_flight:]:
+        count(handle)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {
+        "sagas_per_s": round(n / elapsed, 1),
+        "statuses": statuses,
+        "process_cpu_ms_per_saga": round(cpu / n * 1000, 2),
+    }

@@ -34,8 +34,8 @@ import ccxt
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import machine
-from _saga_floor import BareFlow
+from _common import machine, windowed_round
+from _saga_floor import TICK, BareFlow, marketable_price
 
 from phalanx import ActorSystem
 from phalanx.actors import BUY, TradingNode, buy_input, start_trading
@@ -56,7 +56,7 @@ DURABLE_SAGAS = 200
 CONCURRENCY = 32
 ROUNDS = 3  # of the in-process and venue-process figures (the durable one runs once)
 LATENCY_ROUNDS = 60
-TICK = Decimal("0.01")
+
 BARE_WHAT = (
     "the same flow (actors, asks, spawns, the ccxt call, LMDB writes) in bare pykka, none of "
     "phalanx's guarantees (bench/_saga_floor.py); its round r runs right after phalanx's"
@@ -71,12 +71,6 @@ def _config() -> NodeConfig:
         trading=TradingConfig(strategy=StrategyConfig(enabled=False)),
         demo=False,
     )  # fmt: skip
-
-
-def _price(venue: PaperVenue) -> Decimal:
-    # A marketable limit 1% over the ask (the fill is at the book, not the limit);
-    # read without advancing the walk, so the bench adds no venue work of its own.
-    return (venue.engine.best_prices("BTCUSDT")[1] * Decimal("1.01")).quantize(TICK)
 
 
 def throughput(
@@ -121,30 +115,19 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _one_round(
     system: ActorSystem, venue: PaperVenue | Callable[[], Decimal], prefix: str
 ) -> dict[str, Any]:
-    ids = [f"{prefix}-{i:05d}" for i in range(SAGAS)]
-    statuses: dict[str, int] = {}
-    price_of = venue if callable(venue) else lambda: _price(venue)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for i, saga_id in enumerate(ids):
+    price_of = venue if callable(venue) else lambda: marketable_price(venue)
+
+    def start(i: int) -> str:
         # Priced per saga, as a strategy would: the walk moves ~1.4% over 400
         # placements, so one price for the whole run stops being marketable and
         # the sagas turn into fill timeouts and compensations (measured: 16/s).
-        price = price_of()
-        start_saga(system, BUY, saga_id, buy_input("BTC/USDT", Decimal("0.001"), price))
-        if i >= CONCURRENCY:
-            _count(statuses, await_saga(system, ids[i - CONCURRENCY], timeout=120).status)
-    for saga_id in ids[-CONCURRENCY:]:
-        _count(statuses, await_saga(system, saga_id, timeout=120).status)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return {
-        "sagas_per_s": round(SAGAS / elapsed, 1),
-        "statuses": statuses,
-        "process_cpu_ms_per_saga": round(cpu / SAGAS * 1000, 2),
-    }
+        saga_id = f"{prefix}-{i:05d}"
+        start_saga(system, BUY, saga_id, buy_input("BTC/USDT", Decimal("0.001"), price_of()))
+        return saga_id
 
-
-def _count(statuses: dict[str, int], status: str) -> None:
-    statuses[status] = statuses.get(status, 0) + 1
+    return windowed_round(
+        SAGAS, CONCURRENCY, start, lambda saga_id: await_saga(system, saga_id, timeout=120).status
+    )
 
 
 def _place_s(journal: SagaJournal, saga_id: str) -> tuple[float, float]:
@@ -164,7 +147,7 @@ def latency(system: ActorSystem, venue: PaperVenue) -> dict[str, Any]:
     direct, place, whole = [], [], []
     direct_cpu = saga_cpu = 0.0
     for i in range(LATENCY_ROUNDS):  # interleaved: both see the same conditions
-        price = _price(venue)
+        price = marketable_price(venue)
         t0, c0 = time.perf_counter(), time.process_time()
         ex.create_order("BTC/USDT", "limit", "buy", 0.001, float(price),
                         {"clientOrderId": f"direct-{i}"})  # fmt: skip
