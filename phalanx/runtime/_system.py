@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pykka import Future, Timeout
 
@@ -35,7 +35,9 @@ from phalanx.runtime._timers import Timer
 from phalanx.supervision import ChildSpec, Retry, Strategy
 from phalanx.supervision._decider import default_decider
 from phalanx.supervision._root import RootPolicy
-from phalanx.supervision._supervisor import AutoShutdown, Supervisor, SupervisorRef, _always_resume
+
+if TYPE_CHECKING:
+    from phalanx.supervision._supervisor import AutoShutdown, SupervisorRef
 
 __all__ = ["ActorSystem"]
 
@@ -141,6 +143,11 @@ class ActorSystem(_SystemViews):
         children already started are stopped again, in reverse order.
         ``clock`` (monotonic seconds) drives the intensity window; tests inject one.
         """
+        # Imported here: the supervisor actor builds on this package, so a
+        # module-level import would make importing a supervision module first
+        # (in a fresh interpreter) a circular import.
+        from phalanx.supervision._supervisor import Supervisor, SupervisorRef, _always_resume  # noqa: PLC0415
+
         self.spawn(
             Supervisor,
             path,

@@ -13,7 +13,6 @@ from typing import Any
 
 from phalanx.runtime._cell import ActorCell
 from phalanx.runtime._system_node import _Node
-from phalanx.supervision._supervisor import Supervisor
 
 __all__: list[str] = []
 
@@ -72,6 +71,11 @@ class _SystemViews(_Node):
 
     def _subtree(self, cell: ActorCell) -> dict[str, Any]:
         node = {**cell.stats(), "kind": "actor", "children": []}
+        # Imported here: supervision's actors build on this package, so a
+        # module-level import makes importing phalanx.supervision._core (or any
+        # module it pulls in) first in a fresh interpreter a circular import.
+        from phalanx.supervision._supervisor import Supervisor  # noqa: PLC0415
+
         actor = cell.actor
         if isinstance(actor, Supervisor):
             node.update(

@@ -23,12 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgpack
 
-from phalanx.actors._position_model import PositionState, apply_fill
 from phalanx.storage._env import Storage, Txn
+
+# The model is imported where it is used: storage sits below the actors
+# package, and a module-level import would run phalanx.actors' __init__, which
+# imports this module back (a circular import when this module comes first).
+if TYPE_CHECKING:
+    from phalanx.actors._position_model import PositionState
 
 __all__ = ["PositionStore"]
 
@@ -57,6 +62,8 @@ def _encode(state: PositionState) -> bytes:
 
 
 def _decode(symbol: str, raw: bytes | None) -> PositionState:
+    from phalanx.actors._position_model import PositionState  # noqa: PLC0415
+
     if raw is None:
         return PositionState(symbol)
     d: dict[str, Any] = msgpack.unpackb(raw, raw=False)
@@ -134,6 +141,8 @@ class PositionStore:
             {"side": side, "amount": str(quantity), "price": str(price), "fee": str(fee), "at": at},
             use_bin_type=True,
         )
+
+        from phalanx.actors._position_model import apply_fill  # noqa: PLC0415
 
         def op(t: Txn) -> tuple[bool, PositionState]:
             state = _decode(symbol, t.get(key, db=db))
