@@ -12,10 +12,13 @@ from .conftest import Node, poll_until, short_tmpdir
 
 # Limit orders priced far from the touch rest at the venue until the saga's long
 # fill timeout, so each Order actor lives long enough to be found and killed.
-# The strategy starts only 2 sagas: with a 60 s fill timeout, a loaded run (slow
-# node start, each `phalanx ctl` a subprocess) saw both orders canceled and
-# their actors gone before the restart could be seen in ps. 300 s outlives
-# every wait below; the node's --for bound matches it (node.stop() ends it).
+# The strategy prices an idea 0, 1 or 2 offsets past the touch by a seeded
+# coin: with its default seed (7) both of its first two ideas sit AT the touch
+# (offset 0), where the walk may fill them within milliseconds, so whether a
+# resting order was left to find depended on timing (a loaded CI run found
+# none in 60 s). Seed 11 puts its first three ideas 2 offsets (16%) away, so
+# both orders rest. The fill timeout (300 s) outlives every wait below; the
+# node's --for bound matches it (node.stop() ends it).
 RESTING_ORDERS_CONFIG = """
 name = "ctlorders"
 demo = false
@@ -27,6 +30,7 @@ use_venue = true
 rate_limit_per_s = 2000
 burst = 200
 [trading.strategy]
+seed = 11
 symbols = ["BTC/USDT"]
 threshold_bps = 0
 offset_bps = 800
@@ -74,9 +78,8 @@ def test_kill_of_an_order_actor_raises_its_restart_count_and_it_resumes() -> Non
                         return True
             return False
 
-        # An open order may still fill (a sell priced at the touch does, within
-        # milliseconds) and its actor stop between the look and the kill: then
-        # the kill finds no actor, and the test takes the next resting order.
+        # Should an open order still fill and its actor stop between the look and
+        # the kill, the kill finds no actor and the test takes the next one.
         for _ in range(5):
             poll_until(resting_order, timeout=60)
             reply = node.ctl("kill", placed["path"])
@@ -110,5 +113,8 @@ def test_kill_of_an_order_actor_raises_its_restart_count_and_it_resumes() -> Non
         attempts = [line for line in _order_lines(node, req_id) if line["event"] == "order_attempt"]
         assert len(attempts) == 1, attempts  # sent once: the restart looked it up
     finally:
+        # SIGKILL, not the orderly stop: that gives the two resting sagas the
+        # node's whole drain (10 s), and nothing here checks the shutdown.
+        node.proc.kill()
         node.stop()
         shutil.rmtree(var.parent, ignore_errors=True)
