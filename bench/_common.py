@@ -64,20 +64,26 @@ def machine() -> dict[str, Any]:
     }
 
 
-def host_cpu_ticks() -> tuple[int, int] | None:
-    """(steal, all) jiffies of every CPU since boot from ``/proc/stat``; None off Linux."""
+def vm_cpu_ticks() -> tuple[int, int] | None:
+    """(steal, all) jiffies of this VM's CPUs since boot from ``/proc/stat``; None off Linux.
+
+    "all" sums user through steal: guest time is already counted in user.
+    """
     try:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     except OSError:
         return None
-    if fields[:1] != ["cpu"] or len(fields) < 9:
+    if fields[:1] != ["cpu"] or len(fields) < 9 or not all(x.isdigit() for x in fields[1:9]):
         return None
     ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
     return ticks[7], sum(ticks)
 
 
 def stolen_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    """The share of the host's CPU time the hypervisor gave to other guests between two reads.
+    """The share of this VM's CPU time (all its vCPUs, idle included) stolen by the hypervisor.
+
+    Idle time is in the denominator, so a one-core load on 2 vCPUs shows at
+    most ~50% however slow the host is: read it as "the VM lost this much".
 
     Measured on this VM: 32-38% in slow minutes (the same code then runs at half
     its speed), ~0 in fast ones. A round's figure is read against it.
@@ -108,7 +114,7 @@ def windowed_round(
     """Start ``n`` jobs, at most ``in_flight`` unfinished; the rate, CPU per job, statuses.
 
     Also the cores the process used (its CPU time over the wall time) and the
-    share of the host's CPU stolen by the hypervisor meanwhile (``stolen_pct``).
+    share of this VM's CPU time the hypervisor stole meanwhile (``stolen_pct``).
 
     ``start(i)`` starts job ``i`` and returns its handle; ``finish(handle)``
     waits for it and returns its status (counted in ``statuses``).
@@ -120,7 +126,7 @@ def windowed_round(
         status = finish(handle)
         statuses[status] = statuses.get(status, 0) + 1
 
-    ticks_started = host_cpu_ticks()
+    ticks_started = vm_cpu_ticks()
     started, cpu_started = time.perf_counter(), time.process_time()
     for i in range(n):
         handles.append(start(i))
@@ -134,5 +140,5 @@ def windowed_round(
         "statuses": statuses,
         "process_cpu_ms_per_saga": round(cpu / n * 1000, 2),
         "process_cores_used": round(cpu / elapsed, 2),
-        "host_cpu_stolen_pct": stolen_pct(ticks_started, host_cpu_ticks()),
+        "vm_cpu_stolen_pct": stolen_pct(ticks_started, vm_cpu_ticks()),
     }

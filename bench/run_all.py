@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import host_cpu_ticks, load_average, machine, stolen_pct, versions
+from _common import load_average, machine, stolen_pct, versions, vm_cpu_ticks
 
 HERE = Path(__file__).resolve().parent
 # The whole of `make bench` must end within 10 minutes on 2 cores.
@@ -607,7 +607,7 @@ def run_script(
     script: Path, timeout: float, sizes: dict[str, int] | None = None
 ) -> tuple[dict[str, Any], Any]:
     """Run one script; return its run record and its parsed JSON (or None)."""
-    started, ticks = time.perf_counter(), host_cpu_ticks()
+    started, ticks = time.perf_counter(), vm_cpu_ticks()
     cmd = [sys.executable, str(script)]
     if sizes:
         cmd = [sys.executable, "-c", _BOOT, str(script), json.dumps(sizes)]
@@ -637,7 +637,7 @@ def run_script(
         raise
     record["elapsed_s"] = round(time.perf_counter() - started, 1)
     # A script's figures are read against the CPU the hypervisor took meanwhile.
-    record["host_cpu_stolen_pct"] = stolen_pct(ticks, host_cpu_ticks())
+    record["vm_cpu_stolen_pct"] = stolen_pct(ticks, vm_cpu_ticks())
     record["returncode"] = proc.returncode
     if proc.returncode != 0:
         record.update(status="failed", stderr_tail=err[-TAIL:])
@@ -659,7 +659,7 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="the scripts' own sample sizes")
     args = parser.parse_args()
 
-    started, ticks = time.time(), host_cpu_ticks()
+    started, ticks = time.time(), vm_cpu_ticks()
     load_start = load_average()
     scripts = discover(args.only)
     runs: dict[str, Any] = {}
@@ -694,7 +694,7 @@ def main() -> int:
             "wall_s": round(wall, 1),
             "load_average_start": load_start,
             "load_average_end": load_average(),
-            "host_cpu_stolen_pct": stolen_pct(ticks, host_cpu_ticks()),
+            "vm_cpu_stolen_pct": stolen_pct(ticks, vm_cpu_ticks()),
             "budget_s": args.budget,
             "mode": "full" if args.full else "quick",
             "note": "a shared machine: absolute figures swing with load, ratios are stable",

@@ -110,9 +110,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "process_cpu_ms_per_saga": median["process_cpu_ms_per_saga"],  # venue, HTTP included
         "rounds_cpu_ms_per_saga": [run["process_cpu_ms_per_saga"] for run in runs],
         # A round that used well under one core while the hypervisor stole a
-        # third of the host ran slow for reasons outside the process.
+        # third of the VM's CPU time ran slow for reasons outside the process.
         "rounds_process_cores_used": [run["process_cores_used"] for run in runs],
-        "rounds_host_cpu_stolen_pct": [run["host_cpu_stolen_pct"] for run in runs],
+        "rounds_vm_cpu_stolen_pct": [run["vm_cpu_stolen_pct"] for run in runs],
     }
 
 

@@ -31,7 +31,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """How much CPU the run had: a slow run on this shared VM reads against it.
 
     Measured here: the same suite took 225 s in one hour and 309 s in another;
-    the hypervisor's steal (other guests' share of the host) swings 0-38%.
+    the share of this VM's CPU time the hypervisor steals swings 0-38%.
     """
     started, cpu_before, times_before = _SESSION_START
     wall = time.monotonic() - started
@@ -42,8 +42,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         share = 100 * (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
         stolen = f"{share:.1f}%"
     terminalreporter.write_line(
-        f"host CPU stolen by the hypervisor during the run: {stolen}; "
-        f"CPU used by pytest and its children: {own:.0f} s over {wall:.0f} s"
+        f"this VM's CPU time stolen by the hypervisor during the run: {stolen}; "
+        f"CPU used by pytest and its exited children: {own:.0f} s over {wall:.0f} s"
     )
 
 
