@@ -22,6 +22,9 @@ FIRST = (
     "phalanx.supervision._supervisor",
     "phalanx.storage._positions",
     "phalanx.runtime._system",
+    # Still imports the supervisor actor at module level: safe only while
+    # nothing that runtime's __init__ imports imports it.
+    "phalanx.runtime._control_actor_commands",
 )
 
 # One interpreter for all: phalanx's modules are dropped between imports, so
