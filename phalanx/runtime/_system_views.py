@@ -9,10 +9,13 @@ into the ``_retired_*`` totals when they retire, so nothing drops out.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phalanx.runtime._cell import ActorCell
 from phalanx.runtime._system_node import _Node
+
+if TYPE_CHECKING:
+    from phalanx.supervision._supervisor import Supervisor
 
 __all__: list[str] = []
 
@@ -58,6 +61,12 @@ class _SystemViews(_Node):
 
     def tree(self) -> dict[str, Any]:
         """The supervision tree as a nested dict: path, kind, strategy, status, children."""
+        # Imported here, once per tree: supervision's actors build on this
+        # package, so a module-level import makes importing
+        # phalanx.supervision._core (or any module it pulls in) first in a
+        # fresh interpreter a circular import.
+        from phalanx.supervision._supervisor import Supervisor  # noqa: PLC0415
+
         with self._lock:
             top = [c for c in self._cells.values() if c.parent is self._root]
             top.sort(key=lambda c: self._spawn_order.get(c.path, 0))
@@ -66,18 +75,13 @@ class _SystemViews(_Node):
             "kind": "supervisor",
             "strategy": "root",
             "status": "stopped" if self._closed else "running",
-            "children": [self._subtree(cell) for cell in top],
+            "children": [self._subtree(cell, Supervisor) for cell in top],
         }
 
-    def _subtree(self, cell: ActorCell) -> dict[str, Any]:
+    def _subtree(self, cell: ActorCell, supervisor: type[Supervisor]) -> dict[str, Any]:
         node = {**cell.stats(), "kind": "actor", "children": []}
-        # Imported here: supervision's actors build on this package, so a
-        # module-level import makes importing phalanx.supervision._core (or any
-        # module it pulls in) first in a fresh interpreter a circular import.
-        from phalanx.supervision._supervisor import Supervisor  # noqa: PLC0415
-
         actor = cell.actor
-        if isinstance(actor, Supervisor):
+        if isinstance(actor, supervisor):
             node.update(
                 kind="supervisor",
                 strategy=actor.strategy,
@@ -87,7 +91,7 @@ class _SystemViews(_Node):
             for child in actor.children_view():
                 child_cell = self._cells.get(child["path"])
                 if child_cell is not None:
-                    node["children"].append(self._subtree(child_cell))
+                    node["children"].append(self._subtree(child_cell, supervisor))
                 else:
                     node["children"].append(
                         {
