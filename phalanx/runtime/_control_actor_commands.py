@@ -137,12 +137,18 @@ def _inspect(session: Session, args: _Path) -> Any:
     return view
 
 
-def _tell(session: Session, args: _Tell) -> Any:
+def _deliverable(session: Session, args: _Tell, verb: str) -> Any:
+    """The frame's message, once the node still delivers; the delivery audited as ``verb``."""
     message = _message(args)
-    system = session.system
-    if system._sealed:
+    if session.system._sealed:
         raise ControlError("shutting_down", "the node is shutting down: nothing can be delivered")
-    _audit(session, "tell", path=args.path, type=args.type)
+    _audit(session, verb, path=args.path, type=args.type)
+    return message
+
+
+def _tell(session: Session, args: _Tell) -> Any:
+    message = _deliverable(session, args, "tell")
+    system = session.system
     queued = system.post.send(args.path, Envelope.outgoing(message, sender=CONTROL_SENDER))
     if not queued:
         system.storage.flush()  # the reply says "dead-lettered": make it visible to dlq ls
@@ -150,11 +156,8 @@ def _tell(session: Session, args: _Tell) -> Any:
 
 
 def _ask(session: Session, args: _Ask) -> Any:
-    message = _message(args)
+    message = _deliverable(session, args, "ask")
     system = session.system
-    if system._sealed:
-        raise ControlError("shutting_down", "the node is shutting down: nothing can be delivered")
-    _audit(session, "ask", path=args.path, type=args.type)
     try:
         future = system.ask_future(args.path, message)
         return {"path": args.path, "reply": future.get(timeout=args.timeout)}
