@@ -8,14 +8,10 @@ Placement invariants:
 - nothing is sent before the record is journaled ``submitting`` by THIS
   incarnation (``_may_send``); a record found ``submitting`` or ``unknown`` at
   start is resolved by lookup, never by sending;
-- a new client id (generation + 1) is journaled before it is sent, and only
-  after ``max_lookup_misses`` misses, ``settle_s`` since the order became
-  unknown, and no order with this intent's client-id prefix among the open
-  orders or the orders behind recent trades (every one of them looked up, at
-  most ``max_trade_order_lookups`` per check);
-- before a new client id (or abandoning the intent), every dead-lettered
-  ``CreateOrder`` of the intent still pending is resolved, so no redrive can
-  place the intent a second time;
+- an unknown outcome is resolved by lookup; a new client id is journaled
+  before it is sent, only after the absence checks, and only once every
+  dead-lettered ``CreateOrder`` of the intent is resolved (the invariants in
+  full: ``_order_resolve``);
 - a cancel that arrives before any registration journals the intent
   ``canceled`` without sending it; a cancel already in flight is retried by
   the actor's own tick, never once more per ``CancelIntent``;
