@@ -12,6 +12,12 @@
   exchange is: the same sagas, but the venue's HTTP and matching work no
   longer shares the node's interpreter (and its GIL). The headline figure
   stays the in-process one (``buy_sagas``); this one is printed beside it.
+- every figure but ``buy_sagas_unpinned`` runs with this process's threads
+  pinned to one CPU, as ``phalanx run`` pins its node (``cpu_affinity =
+  "one"``; why, and what it was measured to give: ``phalanx/runtime/_affinity.py``).
+  ``buy_sagas_unpinned`` is one round, run first, with the CPUs the process
+  started with (``cpu_affinity = "inherit"``). The venue process starts before
+  the pin, so the scheduler gives its work the other CPU.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,7 +48,7 @@ from phalanx import ActorSystem
 from phalanx.actors import BUY, TradingNode, buy_input, start_trading
 from phalanx.actors.saga import await_saga, start_saga
 from phalanx.actors.venue import PaperVenue, venue_ccxt_config
-from phalanx.runtime import freeze_startup_heap
+from phalanx.runtime import freeze_startup_heap, pin_to_one_cpu
 from phalanx.runtime._config import (
     ExchangeConfig,
     NodeConfig,
@@ -228,10 +235,9 @@ def _venue_process() -> Iterator[str]:
         proc.wait(10)
 
 
-def separate_venue_throughput() -> dict[str, Any]:
-    """The in-process figure's sagas, with the venue in its own process."""
+def separate_venue_throughput(url: str) -> dict[str, Any]:
+    """The in-process figure's sagas, with the venue in its own process (at ``url``)."""
     with (
-        _venue_process() as url,
         tempfile.TemporaryDirectory() as tmp,
         ActorSystem(var_dir=tmp, sync=False) as system,
     ):
@@ -267,10 +273,28 @@ def separate_venue_throughput() -> dict[str, Any]:
         return out
 
 
+def unpinned_throughput() -> dict[str, Any]:
+    """One round of the headline's sagas before the pin: what ``cpu_affinity = "inherit"`` gives."""
+    with _node(sync=False) as (system, venue, _):
+        return {"cpu_affinity": "inherit", **throughput(system, venue)}
+
+
 def main() -> dict[str, Any]:
     # The headline figure runs with sync=False (commits reach the OS, not the
     # disk): it measures the runtime, not this VM's fsync latency, which varies
     # 2-5x with what else writes to the disk. The durable run is printed beside it.
+    unpinned = unpinned_throughput()
+    # The venue process starts before the pin, so it is not held to the node's
+    # CPU (a real exchange's work is not on it either); then every thread of
+    # this process is pinned to one CPU, as `phalanx run` does (cpu_affinity =
+    # "one"; runtime/_affinity.py): the bare-pykka rounds run pinned too.
+    with _venue_process() as venue_url:
+        pinning = pin_to_one_cpu()
+        out = _pinned(venue_url)
+    return {**out, "cpu_pinning": asdict(pinning), "buy_sagas_unpinned": unpinned}
+
+
+def _pinned(venue_url: str) -> dict[str, Any]:
     bare_runs: list[dict[str, Any]] = []
     with _node(sync=False) as (system, venue, node), BareFlow() as bare:
         lat = latency(system, venue)
@@ -283,7 +307,7 @@ def main() -> dict[str, Any]:
     bare_summary = {"what": BARE_WHAT, **summary(bare_runs)}
     thr["vs_bare_pykka"] = round(thr["sagas_per_s"] / bare_summary["sagas_per_s"], 2)
     durable = durable_throughput()
-    separate = separate_venue_throughput()
+    separate = separate_venue_throughput(venue_url)
     return {
         "bench": "trading",
         "machine": machine(),

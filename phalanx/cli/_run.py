@@ -26,7 +26,7 @@ from phalanx.actors._alerting import start_observability
 from phalanx.actors.venue import PaperVenue
 from phalanx.errors import ConfigError
 from phalanx.protocols.exchange import SubscribeTicker
-from phalanx.runtime import ActorSystem
+from phalanx.runtime import ActorSystem, CpuPinning, pin_to_one_cpu
 from phalanx.runtime._config import (
     ExchangeConfig,
     NodeConfig,
@@ -173,6 +173,25 @@ def _freeze_heap() -> None:
           f"gen0 threshold {tuning.thresholds[0]}", flush=True)  # fmt: skip
 
 
+def _pin_cpu(config: NodeConfig) -> CpuPinning | None:
+    """The config's ``cpu_affinity``, before anything starts: threads inherit it (_affinity.py)."""
+    if config.cpu_affinity == "inherit":
+        return None
+    try:
+        return pin_to_one_cpu(None if config.cpu_affinity == "one" else config.cpu_affinity)
+    except ValueError as exc:
+        raise ConfigError(f"cpu_affinity: {exc}") from None
+
+
+def _describe_pinning(config: NodeConfig, pinning: CpuPinning | None) -> str:
+    setting = json.dumps(config.cpu_affinity)
+    if pinning is None:
+        return f"not pinned (cpu_affinity = {setting})"
+    if pinning.cpu is None:
+        return f"not pinned: {pinning.reason} (cpu_affinity = {setting})"
+    return f"CPU {pinning.cpu} of {list(pinning.allowed)} (cpu_affinity = {setting})"
+
+
 def _test_order_options() -> dict[str, Any]:
     """Test-only Order switches from the environment; never set in production or config.
 
@@ -254,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the node until SIGINT/SIGTERM or ``--for`` elapses; orderly shutdown."""
     config = _with_seed(load_config(args.config) if args.config else DEFAULT_CONFIG, args.seed)
     var_dir = Path(args.var_dir or config.var_dir or "./var")
+    pinning = _pin_cpu(config)
     stop = threading.Event()
     started = time.monotonic()
     previous = {
@@ -275,6 +295,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"phalanx node up: var={var_dir.resolve()}", flush=True)
             print(f"  logs:   {(var_dir / 'logs').resolve()}", flush=True)
             print(f"  state:  {(var_dir / 'state.lmdb').resolve()}", flush=True)
+            print(f"  cpu:    {_describe_pinning(config, pinning)}", flush=True)
+            system.logs.logger("health").info(
+                "cpu_pinning",
+                setting=config.cpu_affinity,
+                cpu=None if pinning is None else pinning.cpu,
+                allowed=[] if pinning is None else list(pinning.allowed),
+                threads=0 if pinning is None else pinning.threads,
+                reason="inherit" if pinning is None else pinning.reason,
+            )
             if observability.server is not None:
                 print(f"  metrics: {observability.server.url}", flush=True)
             if archived is not None:

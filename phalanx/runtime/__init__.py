@@ -1,6 +1,7 @@
 """Runtime: the actor system, actors, refs, envelopes, mailboxes, timers, events, logs."""
 
 from phalanx.runtime._actor import Actor, ExitReason
+from phalanx.runtime._affinity import CpuPinning, pin_to_one_cpu
 from phalanx.runtime._context import TRACE_KEYS, current_path, current_trace, trace_scope
 from phalanx.runtime._envelope import Envelope
 from phalanx.runtime._events import Event, EventStream, Subscription
@@ -14,6 +15,7 @@ __all__ = [
     "TRACE_KEYS",
     "Actor",
     "ActorSystem",
+    "CpuPinning",
     "Envelope",
     "Event",
     "EventStream",
@@ -26,5 +28,6 @@ __all__ = [
     "current_path",
     "current_trace",
     "freeze_startup_heap",
+    "pin_to_one_cpu",
     "trace_scope",
 ]

@@ -12,7 +12,7 @@ import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -186,6 +186,10 @@ class NodeConfig(BaseModel):
     trading: TradingConfig | None = None  # the trading core (the demo default turns it on)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     alerts: list[AlertRule] | None = None  # None: default_alert_rules()
+    # "one": every thread of the node on one CPU, the least busy allowed one at
+    # start; a number: that CPU; "inherit": as started (no pinning). Why pinning
+    # is the default (GIL hand-offs across CPUs; measured): runtime/_affinity.py.
+    cpu_affinity: Literal["one", "inherit"] | Annotated[int, Field(ge=0)] = "one"
 
     @field_validator("exchanges")
     @classmethod
