@@ -49,7 +49,7 @@ def trade_saga(kind: str) -> SagaDefinition:
             # made before reserve_funds runs. validate is pure; risk_check's ask
             # changes nothing but today's trade count, keyed by order_req_id (the
             # saga id) in /risk's store: a re-run after a crash counts nothing twice.
-            # finalize is NOT effect-free: it releases the reservation.
+            # finalize is NOT effect-free (it releases the reservation): replay-safe.
             Step("validate", _validate, retry=Retry(max_attempts=1), effects=False),
             Step("risk_check", _risk_check, retry=ask_retry, depends_on=("validate",),
                  effects=False),
@@ -64,10 +64,17 @@ def trade_saga(kind: str) -> SagaDefinition:
                  on_timeout=_place_timeout),
             Step("await_fill", _await_fill, timeout_s=_HARD_TIMEOUT_S, retry=poll_retry,
                  depends_on=("place_order",), on_timeout=_await_timeout),
+            # Replay-safe (Step.replay_safe): past the point of no return, no
+            # compensation, every effect keyed (positions and ledger by trade id,
+            # the release by the saga id), so a crash that loses their held
+            # success records re-runs them and nothing is applied, posted or
+            # released twice. All three records ride on finalize's commit.
             Step("update_position", _update_position, retry=ask_retry,
-                 depends_on=("await_fill",)),
-            Step("post_ledger", _post_ledger, retry=ask_retry, depends_on=("update_position",)),
-            Step("finalize", _finalize, retry=ask_retry, depends_on=("post_ledger",)),
+                 depends_on=("await_fill",), replay_safe=True),
+            Step("post_ledger", _post_ledger, retry=ask_retry, depends_on=("update_position",),
+                 replay_safe=True),
+            Step("finalize", _finalize, retry=ask_retry, depends_on=("post_ledger",),
+                 replay_safe=True),
         ],
     )  # fmt: skip
 

@@ -1,8 +1,9 @@
-"""Effect-free steps (``Step.effects=False``): their success records ride on the next commit.
+"""Effect-free and replay-safe steps: their success records ride on the next commit.
 
-Same records in the same order as with ``effects=True``, fewer transactions;
-every held record is committed before a step with effects or a compensation
-runs, and its ``saga_step`` event follows that commit.
+``Step.effects=False`` and ``Step.replay_safe=True``: same records in the same
+order as with plain steps, fewer transactions; every held record is committed
+before any other step with effects or a compensation runs (a replay-safe step
+runs with records still held), and its ``saga_step`` event follows that commit.
 """
 
 from __future__ import annotations
@@ -132,8 +133,12 @@ def _script_compensation(ctx: StepContext) -> None:
         raise Permanent(f"{ctx.step} cannot be undone")
 
 
-def _register(kind: str, shape: list[tuple[bool, bool]], *, held: bool) -> None:
-    """Steps s0.. of ``shape`` (effect_free, compensable); ``held`` False: all effectful."""
+def _register(kind: str, shape: list[tuple[str, bool]], *, held: bool) -> None:
+    """Steps s0.. of ``shape``: ("free" | "replay" | "effect", compensable); ``held`` False: plain.
+
+    Only an "effect" step gets its compensation (in both variants, so that
+    their records compare); "free" is ``effects=False``, "replay" ``replay_safe``.
+    """
     register_saga(
         SagaDefinition(
             kind,
@@ -141,12 +146,13 @@ def _register(kind: str, shape: list[tuple[bool, bool]], *, held: bool) -> None:
                 Step(
                     f"s{i}",
                     _script_action,
-                    compensation=_script_compensation if comp and not free else None,
+                    compensation=_script_compensation if comp and how == "effect" else None,
                     retry=FAST,
                     compensation_retry=FAST,
-                    effects=not (free and held),
+                    effects=not (how == "free" and held),
+                    replay_safe=how == "replay" and held,
                 )
-                for i, (free, comp) in enumerate(shape)
+                for i, (how, comp) in enumerate(shape)
             ],
         )
     )
@@ -157,18 +163,28 @@ def test_an_effect_free_step_cannot_have_a_compensation() -> None:
         Step("x", _script_action, compensation=_script_compensation, effects=False)
 
 
-def test_the_buy_and_sell_sagas_hold_validate_and_risk_check_only() -> None:
+def test_a_replay_safe_step_cannot_have_a_compensation() -> None:
+    with pytest.raises(SagaError, match="replay-safe step comes after the point of no return"):
+        Step("x", _script_action, compensation=_script_compensation, replay_safe=True)
+
+
+def test_the_buy_and_sell_sagas_hold_admission_and_settlement_and_commit_the_order_steps() -> None:
     for kind in (BUY, SELL):
         definition = trade_saga(kind)
         free = [name for name in definition.order if not definition.step(name).effects]
         assert free == ["validate", "risk_check"]  # finalize releases the reservation
+        replay = [name for name in definition.order if definition.step(name).replay_safe]
+        assert replay == ["update_position", "post_ledger", "finalize"]
+        committed = [name for name in definition.order if not definition.step(name).holds_record]
+        assert committed == ["reserve_funds", "place_order", "await_fill"]
 
 
 def test_effect_free_steps_write_the_same_records_in_fewer_commits(
     system: ActorSystem,
 ) -> None:
     start_saga_supervisor(system)
-    shape = [(True, False), (True, False), (False, True), (True, False), (False, False)]
+    shape = [("free", False), ("free", False), ("effect", True), ("free", False),
+             ("effect", False)]  # fmt: skip
     _register("df-held", shape, held=True)
     _register("df-plain", shape, held=False)
     script = {f"s{i}": ["ok"] for i in range(len(shape))}
@@ -183,6 +199,50 @@ def test_effect_free_steps_write_the_same_records_in_fewer_commits(
     assert plain[2] == 5
     assert held[2] == 4
     assert held[3] == plain[3] == [(f"s{i}", "step_succeeded") for i in range(5)]
+
+
+def test_replay_safe_steps_run_with_records_held_and_commit_them_with_the_end(
+    system: ActorSystem,
+) -> None:
+    start_saga_supervisor(system)
+    shape = [("effect", True), ("replay", False), ("replay", False), ("replay", False)]
+    _register("dr-held", shape, held=True)
+    _register("dr-plain", shape, held=False)
+    input = {"script": {f"s{i}": ["ok"] for i in range(len(shape))}, "comp": {}}
+    held = _run(system, "dr-held", input)
+    plain = _run(system, "dr-plain", input)
+    assert held[0] == plain[0] == "completed"
+    assert held[1] == plain[1]  # the same records, in the same order
+    # plain: one per step; held: s0, then s1..s3 with "finalized" in one commit.
+    assert (plain[2], held[2]) == (4, 2)
+    assert held[3] == plain[3] == [(f"s{i}", "step_succeeded") for i in range(4)]
+
+
+def test_records_held_by_a_replay_safe_step_commit_before_an_effectful_step_runs(
+    system: ActorSystem,
+) -> None:
+    start_saga_supervisor(system)
+    seen: list[list[tuple[str, str]]] = []
+
+    def step(ctx: StepContext) -> dict[str, Any]:
+        if ctx.step == "s2":
+            records = SagaJournal(ctx.system.storage).records(ctx.saga_id)
+            seen.append([(r["event"].get("step"), r["event"]["tag"]) for r in records])
+        return {}
+
+    register_saga(
+        SagaDefinition(
+            "dr-order",
+            [
+                Step("s0", step, retry=FAST),
+                Step("r1", step, retry=FAST, replay_safe=True),
+                Step("s2", step, retry=FAST),
+            ],
+        )
+    )
+    start_saga(system, "dr-order", "dro-1", {})
+    assert await_saga(system, "dro-1", timeout=10).status == "completed"
+    assert seen == [[(None, "started"), ("s0", "step_succeeded"), ("r1", "step_succeeded")]]
 
 
 def test_held_records_are_committed_before_an_effectful_step_and_a_compensation(
@@ -284,11 +344,15 @@ _OUTCOMES = st.lists(st.sampled_from(["ok", "ok", "ok", "transient", "permanent"
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    shape=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=2, max_size=6),
+    shape=st.lists(
+        st.tuples(st.sampled_from(["free", "replay", "effect"]), st.booleans()),
+        min_size=2,
+        max_size=6,
+    ),
     data=st.data(),
 )
 def test_held_and_unheld_runs_journal_the_same_records_for_any_outcomes(
-    system: ActorSystem, shape: list[tuple[bool, bool]], data: st.DataObject
+    system: ActorSystem, shape: list[tuple[str, bool]], data: st.DataObject
 ) -> None:
     if not system.is_alive("/sagas"):
         start_saga_supervisor(system)

@@ -31,6 +31,11 @@ Rules:
   commit instead of on its own, always before any step with effects or any
   compensation runs: same records, fewer transactions; a crash before that
   commit makes the resumed saga run it again.
+- a step declared ``replay_safe=True`` (every effect keyed so that a re-run,
+  even after later steps ran, repeats nothing; no compensation: it comes
+  after the point of no return) has its success record held the same way,
+  and held records stay held while it runs: the buy saga's
+  ``update_position``, ``post_ledger`` and ``finalize`` commit once, together.
 
 Events on ``system.events``: ``saga_started``, ``saga_step``,
 ``saga_resumed``, ``saga_completed``, ``saga_compensated``,

@@ -215,7 +215,7 @@ class SagaActor(Actor):
             if wait > 0:
                 self._wake(wait)
                 return
-        if self._held and not self._effect_free(work):
+        if self._held and not self._held_may_wait(work):
             self._flush_held()
         event = self._run(work)
         self._apply(advance(state, event, self.definition))
@@ -225,7 +225,7 @@ class SagaActor(Actor):
     _apply = _actor_commit._apply
     _plan_op = _actor_commit._plan_op
     _may_hold = _actor_commit._may_hold
-    _effect_free = _actor_commit._effect_free
+    _held_may_wait = _actor_commit._held_may_wait
     _flush_held = _actor_commit._flush_held
 
     _poll_delay = _actor_run._poll_delay

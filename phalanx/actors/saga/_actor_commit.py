@@ -13,15 +13,18 @@ Invariants:
 - a saga that ends with no dead letter or alert to issue is finalized in the
   same transaction (its records unchanged: the end, then "finalized"); with
   effects, ``_finish`` finalizes only after ``_step`` has issued them;
-- the success record of an effect-free step (``Step.effects=False``) may be
+- the success record of an effect-free step (``Step.effects=False``) or of a
+  replay-safe one (``Step.replay_safe``: keyed effects, no compensation) may be
   held instead of committed: held records go, in order, into the transaction
-  of the next commit, which always happens before any step with effects or
-  any compensation runs, before any dead letter or alert, and before the
+  of the next commit, which always happens before any other step runs
+  (neither effect-free nor replay-safe), before any compensation, dead letter
+  or alert, and before the
   handler returns (so no held record outlives a handler, and GetSaga never
   sees one). The records and their order are unchanged; only their grouping
   into transactions is. A held record's ``saga_step`` event and log line
   follow the commit that contains it, in order. A crash loses only held
-  records: the resumed saga re-runs those effect-free steps.
+  records: the resumed saga re-runs those steps (a replay-safe one finds its
+  keyed effects done and repeats none).
 """
 
 from __future__ import annotations
@@ -131,18 +134,18 @@ def _plan_op(
 
 
 def _may_hold(self: SagaActor, event: dict[str, Any], commands: tuple[Command, ...]) -> bool:
-    """True for the success of an effect-free step whose only command is the next step."""
+    """True for the success of a step that holds its record, whose only command is the next step."""
     return (
         event["tag"] == StepSucceeded.tag
-        and not self.definition.step(event["step"]).effects
+        and self.definition.step(event["step"]).holds_record
         and all(isinstance(c, RunStep) for c in commands)
     )
 
 
-def _effect_free(self: SagaActor, work: Command) -> bool:
-    """True when ``work`` runs an effect-free step's action (held records may wait)."""
+def _held_may_wait(self: SagaActor, work: Command) -> bool:
+    """True when ``work`` runs the action of a step that holds its record (held ones may wait)."""
     if isinstance(work, RunStep) or (isinstance(work, ScheduleRetry) and work.phase == "action"):
-        return not self.definition.step(work.step).effects
+        return self.definition.step(work.step).holds_record
     return False
 
 

@@ -119,6 +119,24 @@ class Step:
     # re-runs it). It must have no compensation. Default True: today's one
     # commit per record.
     effects: bool = True
+    # True: the action's effects are keyed (by trade id, by the saga id) so that
+    # re-running it after a crash, even after later steps ran, repeats nothing,
+    # and it has no compensation (it comes after the point of no return). Its
+    # success record is held like an effect-free step's, and held records stay
+    # held while it runs: they commit with the next commit, before any step
+    # that is neither effect-free nor replay-safe, any compensation, dead letter
+    # or alert. A crash re-runs every replay-safe step whose record was held.
+    # On the buy saga (update_position, post_ledger, finalize): 5 saga commits
+    # instead of 7. Measured in one process, rounds alternating with and without
+    # (150-300 sagas each, pinned): with sync=True a median 8.5 vs 9.0 ms of CPU
+    # per saga (113 vs 108/s, 4 pairs); with sync=False within this VM's noise
+    # (~0.35 ms expected from the profile: ~175 us per saga commit).
+    replay_safe: bool = False
+
+    @property
+    def holds_record(self) -> bool:
+        """True when its success record may ride on a later commit (effect-free or replay-safe)."""
+        return not self.effects or self.replay_safe
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -127,6 +145,11 @@ class Step:
             raise SagaError(f"step {self.name!r}: compensate_on_failure needs a compensation")
         if not self.effects and self.compensation is not None:
             raise SagaError(f"step {self.name!r}: an effect-free step has nothing to compensate")
+        if self.replay_safe and self.compensation is not None:
+            raise SagaError(
+                f"step {self.name!r}: a replay-safe step comes after the point of no return "
+                "and has no compensation"
+            )
         for name in ("timeout_s", "compensation_timeout_s"):
             value = getattr(self, name)
             if value is not None and value <= 0:
