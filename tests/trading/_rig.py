@@ -34,11 +34,11 @@ def decision_lines(system: ActorSystem, event: str | None = None) -> list[dict[s
     return [line for line in lines if event is None or line["event"] == event]
 
 
-def run_until_killed(script: str, var: Path) -> None:
-    """Run test module ``script`` as a program on ``var``; it must end by SIGKILL (its own)."""
+def run_until_killed(script: str, var: Path, *args: str) -> None:
+    """Run test module ``script`` as a program on ``var`` and ``args``; it must end by SIGKILL."""
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
-        [sys.executable, script, str(var)],
+        [sys.executable, script, str(var), *args],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         capture_output=True,
