@@ -189,7 +189,8 @@ def _describe_pinning(config: NodeConfig, pinning: CpuPinning | None) -> str:
         return f"not pinned (cpu_affinity = {setting})"
     if pinning.cpu is None:
         return f"not pinned: {pinning.reason} (cpu_affinity = {setting})"
-    return f"CPU {pinning.cpu} of {list(pinning.allowed)} (cpu_affinity = {setting})"
+    partial = "" if pinning.reason == "pinned" else f", {pinning.reason}"
+    return f"CPU {pinning.cpu} of {list(pinning.allowed)} (cpu_affinity = {setting}{partial})"
 
 
 def _test_order_options() -> dict[str, Any]:

@@ -22,24 +22,28 @@ a program that embeds phalanx may call it itself.
 Invariants:
 - threads inherit their creator's affinity, so a pin made before the node
   starts covers every thread it will have; a pin made later covers every
-  thread alive by the end of the call (it re-lists them until no new one
-  appears);
-- the CPU is one the process may already run on (``os.sched_getaffinity``):
-  pinning never widens what the process was allowed;
-- failing to pin (no ``sched_setaffinity`` on this platform, a refused call)
-  leaves the process as it was and says why in the result; only an explicit
-  CPU the process may not run on is an error (``ValueError``).
+  thread listed by the end of the call (it re-lists them, up to
+  ``_PASSES`` times, until no new one appears; ``reason`` says "partial"
+  when threads were still appearing);
+- the CPU is one the calling thread may run on (``os.sched_getaffinity``);
+  every thread is set to exactly that CPU (a narrower mask a thread set for
+  itself is replaced);
+- a refused pin (no ``sched_setaffinity`` on this platform, an error part
+  way) leaves every thread with the mask it had and says why in the result;
+  only an explicit CPU the process may not run on is an error (``ValueError``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from dataclasses import dataclass
 
 __all__ = ["CpuPinning", "pin_to_one_cpu"]
 
-_SAMPLE_S = 0.05  # how long the CPUs' busy time is sampled to choose the least busy one
+_SAMPLE_S = 0.1  # how long the CPUs' busy time is sampled (~10 ticks at 100 Hz)
 _PASSES = 5  # thread listings per pin (a thread started meanwhile is pinned on the next pass)
 
 
@@ -50,15 +54,17 @@ class CpuPinning:
     cpu: int | None  # the CPU every thread now runs on; None: not pinned
     allowed: tuple[int, ...]  # the CPUs the process could run on before
     threads: int  # threads pinned
-    reason: str  # "pinned", or why not: "unsupported", "refused: <error>"
+    reason: str  # "pinned"; "partial" (threads still appearing, or no procfs); why not:
+    # "unsupported" (no sched_setaffinity), "refused: <error>" (every thread restored)
 
 
 def pin_to_one_cpu(cpu: int | None = None) -> CpuPinning:
     """Pin every thread of this process to ``cpu``, or to the least busy allowed CPU.
 
     With ``cpu=None`` the CPU is the least busy of those the process may run
-    on, over a 50 ms sample of ``/proc/stat`` (the highest-numbered one on a
-    tie, since interrupts favour CPU 0; the last allowed one without
+    on, over a 0.1 s sample of ``/proc/stat``; a tie (an idle machine) is
+    broken by the process id, so nodes started together spread over the
+    CPUs instead of all taking the same one (the last allowed one without
     ``/proc/stat``). Raises ``ValueError`` for a ``cpu`` the process may not
     run on. See the module docstring for why and what was measured.
     """
@@ -68,34 +74,49 @@ def pin_to_one_cpu(cpu: int | None = None) -> CpuPinning:
     if cpu is not None and cpu not in allowed:
         raise ValueError(f"CPU {cpu} is not one this process may run on: {list(allowed)}")
     chosen = _least_busy(allowed) if cpu is None else cpu
+    before: dict[int, set[int]] = {}
     try:
-        threads = _pin_threads(chosen)
+        complete = set_every_thread({chosen}, before)
     except OSError as exc:
+        _restore(before)
         return CpuPinning(None, allowed, 0, f"refused: {exc}")
-    return CpuPinning(chosen, allowed, threads, "pinned")
+    return CpuPinning(chosen, allowed, len(before), "pinned" if complete else "partial")
 
 
-def _pin_threads(cpu: int) -> int:
-    """Pin every thread of this process to ``cpu``; how many were pinned."""
-    pinned: set[int] = set()
+def set_every_thread(mask: set[int], before: dict[int, set[int]]) -> bool:
+    """Set every listed thread's affinity to ``mask``, noting each one's old mask in ``before``.
+
+    True when a last listing found no thread left unset. (The bench also uses
+    it to run a round unpinned on a pinned node, and to pin it again.)
+    """
     for _ in range(_PASSES):
-        fresh = set(_thread_ids()) - pinned
+        tids = _thread_ids()
+        if tids is None:  # no procfs: the calling thread (its later threads inherit it)
+            tids = [threading.get_native_id()]
+        fresh = [tid for tid in tids if tid not in before]
         if not fresh:
-            break
+            return _thread_ids() is not None
         for tid in fresh:
             try:
-                os.sched_setaffinity(tid, {cpu})
+                had = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, mask)
             except ProcessLookupError:
                 continue  # it ended since the listing
-            pinned.add(tid)
-    return len(pinned)
+            before[tid] = had
+    return False
 
 
-def _thread_ids() -> list[int]:
+def _restore(before: dict[int, set[int]]) -> None:
+    for tid, mask in before.items():
+        with contextlib.suppress(OSError):  # ended, or refused again: nothing more to do
+            os.sched_setaffinity(tid, mask)
+
+
+def _thread_ids() -> list[int] | None:
     try:
         return [int(tid) for tid in os.listdir("/proc/self/task")]
-    except OSError:  # no procfs: the calling thread only (its children inherit the pin)
-        return [0]
+    except OSError:
+        return None
 
 
 def _least_busy(allowed: tuple[int, ...]) -> int:
@@ -104,19 +125,26 @@ def _least_busy(allowed: tuple[int, ...]) -> int:
         return allowed[-1]
     time.sleep(_SAMPLE_S)
     after = _busy_ticks()
-    return min(reversed(allowed), key=lambda c: after.get(c, 0) - before.get(c, 0))
+    busy = {c: after.get(c, 0) - before.get(c, 0) for c in allowed}
+    least = min(busy.values())
+    tied = [c for c in allowed if busy[c] == least]
+    return tied[os.getpid() % len(tied)]
 
 
-def _busy_ticks() -> dict[int, int]:
-    """Busy ticks per CPU (every field but idle and iowait) from ``/proc/stat``; {} without it."""
+def _busy_ticks(path: str = "/proc/stat") -> dict[int, int]:
+    """Busy ticks per CPU from ``/proc/stat``; {} without it.
+
+    Busy is user, nice, system, irq, softirq and steal: idle and iowait are
+    not, and guest time is already inside user and nice.
+    """
     ticks: dict[int, int] = {}
     try:
-        with open("/proc/stat") as stat:
+        with open(path) as stat:
             for line in stat:
                 name, *fields = line.split()
                 if name.startswith("cpu") and name != "cpu":
-                    values = [int(v) for v in fields]
-                    ticks[int(name[3:])] = sum(values) - values[3] - values[4]
+                    v = [int(x) for x in fields[:8]]
+                    ticks[int(name[3:])] = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
     except (OSError, ValueError, IndexError):
         return {}
     return ticks

@@ -189,7 +189,7 @@ class NodeConfig(BaseModel):
     # "one": every thread of the node on one CPU, the least busy allowed one at
     # start; a number: that CPU; "inherit": as started (no pinning). Why pinning
     # is the default (GIL hand-offs across CPUs; measured): runtime/_affinity.py.
-    cpu_affinity: Literal["one", "inherit"] | Annotated[int, Field(ge=0)] = "one"
+    cpu_affinity: Literal["one", "inherit"] | Annotated[int, Field(ge=0, strict=True)] = "one"
 
     @field_validator("exchanges")
     @classmethod

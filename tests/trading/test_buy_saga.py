@@ -260,3 +260,48 @@ def test_the_cancel_compensation_outlasts_a_brownout_of_ten_failed_asks() -> Non
         plan = advance(plan.state, down, defn)
         assert isinstance(plan.commands[0], ScheduleRetry), (attempt, plan.commands)
     assert plan.state.status == "compensating"
+
+
+def test_settlement_steps_rerun_after_a_later_saga_change_nothing(
+    tmp_path: Path, venue: PaperVenue
+) -> None:
+    """What a crash that lost their held records would do: re-run the replay-safe steps.
+
+    ``update_position``, ``post_ledger`` and ``finalize`` are ``replay_safe``
+    (their success records ride on the end's commit); re-run for a finished
+    saga after another saga ran, they must apply, post and release nothing.
+    """
+    from phalanx.actors._trade_settle import _finalize, _post_ledger, _update_position
+    from phalanx.actors.saga import StepContext, saga_path
+    from phalanx.storage._journal import SagaJournal
+
+    with trading_node(tmp_path / "var", venue) as node:
+
+        def buy(saga_id: str) -> Any:
+            _, ask = _book(venue)
+            price = (ask * Decimal("1.001")).quantize(Decimal("0.01"))
+            filters = node.filters["BTC/USDT"]
+            start_saga(node.system, BUY, saga_id, buy_input("BTC/USDT", D1, price, filters=filters))
+            return await_saga(node.system, saga_id, timeout=30.0)
+
+        first, second = buy("rerun-1"), buy("rerun-2")
+        assert first.status == second.status == "completed"
+        positions = PositionStore(node.system.storage)
+        quantity = positions.load("BTC/USDT").quantity
+        balances = node.ledger.trial_balance()
+        risk = node.system.ask("/risk", GetRisk(), timeout=5.0)
+        journaled = SagaJournal(node.system.storage).load("rerun-1")
+        assert journaled is not None
+        ctx = StepContext(
+            system=node.system, saga_id="rerun-1", kind=BUY, step="update_position",
+            input=journaled["input"], results=first.results, attempt=1, deadline=None,
+            path=saga_path("rerun-1"),
+        )  # fmt: skip
+        assert _update_position(ctx)["applied"] == 0
+        assert _post_ledger(ctx)["posted"] == 0
+        _finalize(ctx)
+        assert quantity == 2 * D1
+        assert positions.load("BTC/USDT").quantity == quantity
+        assert node.ledger.trial_balance() == balances
+        assert node.system.ask("/risk", GetRisk(), timeout=5.0) == risk
+        assert node.ledger.verify(venue_totals(venue)) == {}

@@ -245,6 +245,37 @@ def test_records_held_by_a_replay_safe_step_commit_before_an_effectful_step_runs
     assert seen == [[(None, "started"), ("s0", "step_succeeded"), ("r1", "step_succeeded")]]
 
 
+def test_records_held_by_an_effect_free_step_commit_before_a_replay_safe_step_runs(
+    system: ActorSystem,
+) -> None:
+    # Else a crash after the replay-safe effect would re-run the effect-free step
+    # (a check that may now answer otherwise) after an effect nothing undoes.
+    start_saga_supervisor(system)
+    seen: dict[str, list[tuple[str, str]]] = {}
+
+    def step(ctx: StepContext) -> dict[str, Any]:
+        records = SagaJournal(ctx.system.storage).records(ctx.saga_id)
+        seen[ctx.step] = [(r["event"].get("step"), r["event"]["tag"]) for r in records]
+        return {}
+
+    register_saga(
+        SagaDefinition(
+            "dr-free-then-replay",
+            [
+                Step("s0", step, compensation=_script_compensation, retry=FAST),
+                Step("e1", step, retry=FAST, effects=False),
+                Step("r2", step, retry=FAST, replay_safe=True),
+                Step("r3", step, retry=FAST, replay_safe=True),
+            ],
+        )
+    )
+    start_saga(system, "dr-free-then-replay", "dfr-1", {"comp": {}})
+    assert await_saga(system, "dfr-1", timeout=10).status == "completed"
+    committed = [(None, "started"), ("s0", "step_succeeded"), ("e1", "step_succeeded")]
+    assert seen["r2"] == committed  # e1 committed before r2 ran
+    assert seen["r3"] == committed  # r2's record held while r3 ran
+
+
 def test_held_records_are_committed_before_an_effectful_step_and_a_compensation(
     system: ActorSystem,
 ) -> None:

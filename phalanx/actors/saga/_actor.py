@@ -22,8 +22,8 @@ Invariants:
   are idempotent), the dead letter only if its id is not in the store yet;
 - a terminal saga is finalized (out of the active index) only after its
   dead letters and alerts were issued; its end event follows the commit;
-- no held record of an effect-free step outlives a handler (see
-  ``_actor_commit``).
+- no held record (of an effect-free or replay-safe step) outlives a handler
+  (see ``_actor_commit``).
 
 This module holds the actor, its wake message and the loop (``_step``: which
 command runs next, from the journaled state). The parts are plain functions
@@ -119,8 +119,8 @@ class SagaActor(Actor):
         self._timer: Timer | None = None
         self._run_now = False
         self._effects_due = True  # a previous incarnation may have died before them
-        # Success records of effect-free steps not committed yet, each with its
-        # saga_step fields (see the module docstring).
+        # Success records of effect-free and replay-safe steps not committed yet,
+        # each with its saga_step fields (see _actor_commit's docstring).
         self._held: list[tuple[dict[str, Any], dict[str, Any]]] = []
         if not self.state.active:
             # Finalized. A later incarnation exists only because a kill landed

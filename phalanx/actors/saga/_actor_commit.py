@@ -24,7 +24,11 @@ Invariants:
   into transactions is. A held record's ``saga_step`` event and log line
   follow the commit that contains it, in order. A crash loses only held
   records: the resumed saga re-runs those steps (a replay-safe one finds its
-  keyed effects done and repeats none).
+  keyed effects done and repeats none). Records of effect-free steps are
+  committed before a replay-safe step runs, so a re-run of an effect-free step
+  (a check that may now answer otherwise) never comes after a replay-safe
+  effect. ``introspect`` (the shell's view) reads the live state, so it may
+  show a held step as succeeded before its record commits.
 """
 
 from __future__ import annotations
@@ -143,9 +147,22 @@ def _may_hold(self: SagaActor, event: dict[str, Any], commands: tuple[Command, .
 
 
 def _held_may_wait(self: SagaActor, work: Command) -> bool:
-    """True when ``work`` runs the action of a step that holds its record (held ones may wait)."""
+    """True when the held records may stay held while ``work`` runs.
+
+    An effect-free step's action may run with any records held (it has no
+    effect); a replay-safe one only while every held record is a replay-safe
+    step's: an effect-free record held across a replay-safe effect would, after
+    a crash, re-run that step (say a risk check) after the effect, and a
+    different answer then would compensate around an effect that cannot be
+    undone. Anything else runs only after the held records are committed.
+    """
     if isinstance(work, RunStep) or (isinstance(work, ScheduleRetry) and work.phase == "action"):
-        return self.definition.step(work.step).holds_record
+        step = self.definition.step(work.step)
+        if not step.effects:
+            return True
+        if step.replay_safe:
+            definition = self.definition
+            return all(definition.step(note["step"]).replay_safe for _, note in self._held)
     return False
 
 
