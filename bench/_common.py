@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+from phalanx.runtime._affinity import cpu_ticks
+
 PACKAGES = ("pykka", "ccxt", "lmdb", "msgpack", "pydantic", "structlog")
 
 
@@ -69,14 +71,8 @@ def vm_cpu_ticks() -> tuple[int, int] | None:
 
     "all" sums user through steal: guest time is already counted in user.
     """
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return None
-    if fields[:1] != ["cpu"] or len(fields) < 9 or not all(x.isdigit() for x in fields[1:9]):
-        return None
-    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
-    return ticks[7], sum(ticks)
+    ticks = cpu_ticks().get("cpu")  # user nice system idle iowait irq softirq steal
+    return None if ticks is None else (ticks[7], sum(ticks))
 
 
 def stolen_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:

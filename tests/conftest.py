@@ -12,16 +12,13 @@ from typing import Any
 import pytest
 
 from phalanx import ActorSystem, Retry
+from phalanx.runtime._affinity import cpu_ticks
 
 
 def _host_cpu() -> tuple[int, int] | None:
     """(steal, all) jiffies of every CPU from /proc/stat; None where there is none."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        ticks = [int(x) for x in fields[1:9]]
-    except (OSError, ValueError):
-        return None
-    return (ticks[7], sum(ticks)) if len(ticks) == 8 else None
+    ticks = cpu_ticks().get("cpu")
+    return None if ticks is None else (ticks[7], sum(ticks))
 
 
 _SESSION_START = (time.monotonic(), _host_cpu(), os.times())

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -173,20 +174,18 @@ def _freeze_heap() -> None:
           f"gen0 threshold {tuning.thresholds[0]}", flush=True)  # fmt: skip
 
 
-def _pin_cpu(config: NodeConfig) -> CpuPinning | None:
+def _pin_cpu(config: NodeConfig) -> CpuPinning:
     """The config's ``cpu_affinity``, before anything starts: threads inherit it (_affinity.py)."""
     if config.cpu_affinity == "inherit":
-        return None
+        return CpuPinning(None, (), 0, "inherit")
     try:
         return pin_to_one_cpu(None if config.cpu_affinity == "one" else config.cpu_affinity)
     except ValueError as exc:
         raise ConfigError(f"cpu_affinity: {exc}") from None
 
 
-def _describe_pinning(config: NodeConfig, pinning: CpuPinning | None) -> str:
+def _describe_pinning(config: NodeConfig, pinning: CpuPinning) -> str:
     setting = json.dumps(config.cpu_affinity)
-    if pinning is None:
-        return f"not pinned (cpu_affinity = {setting})"
     if pinning.cpu is None:
         return f"not pinned: {pinning.reason} (cpu_affinity = {setting})"
     partial = "" if pinning.reason == "pinned" else f", {pinning.reason}"
@@ -298,12 +297,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  state:  {(var_dir / 'state.lmdb').resolve()}", flush=True)
             print(f"  cpu:    {_describe_pinning(config, pinning)}", flush=True)
             system.logs.logger("health").info(
-                "cpu_pinning",
-                setting=config.cpu_affinity,
-                cpu=None if pinning is None else pinning.cpu,
-                allowed=[] if pinning is None else list(pinning.allowed),
-                threads=0 if pinning is None else pinning.threads,
-                reason="inherit" if pinning is None else pinning.reason,
+                "cpu_pinning", setting=config.cpu_affinity, **asdict(pinning)
             )
             if observability.server is not None:
                 print(f"  metrics: {observability.server.url}", flush=True)

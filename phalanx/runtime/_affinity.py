@@ -90,12 +90,12 @@ def set_every_thread(mask: set[int], before: dict[int, set[int]]) -> bool:
     it to run a round unpinned on a pinned node, and to pin it again.)
     """
     for _ in range(_PASSES):
-        tids = _thread_ids()
-        if tids is None:  # no procfs: the calling thread (its later threads inherit it)
-            tids = [threading.get_native_id()]
+        listed = _thread_ids()
+        # No procfs: the calling thread only (its later threads inherit it).
+        tids = listed if listed is not None else [threading.get_native_id()]
         fresh = [tid for tid in tids if tid not in before]
         if not fresh:
-            return _thread_ids() is not None
+            return listed is not None
         for tid in fresh:
             try:
                 had = os.sched_getaffinity(tid)
@@ -132,19 +132,34 @@ def _least_busy(allowed: tuple[int, ...]) -> int:
 
 
 def _busy_ticks(path: str = "/proc/stat") -> dict[int, int]:
-    """Busy ticks per CPU from ``/proc/stat``; {} without it.
+    """Busy ticks per CPU: user, nice, system, irq, softirq and steal; {} without ``/proc/stat``.
 
-    Busy is user, nice, system, irq, softirq and steal: idle and iowait are
-    not, and guest time is already inside user and nice.
+    Idle and iowait are not busy; guest time is already inside user and nice.
     """
-    ticks: dict[int, int] = {}
+    return {
+        int(name[3:]): t[0] + t[1] + t[2] + t[5] + t[6] + t[7]
+        for name, t in cpu_ticks(path).items()
+        if name != "cpu"
+    }
+
+
+def cpu_ticks(path: str = "/proc/stat") -> dict[str, list[int]]:
+    """``/proc/stat``'s CPU lines: "cpu" (all CPUs) and "cpuN", each its first 8 tick counts.
+
+    The counts are user, nice, system, idle, iowait, irq, softirq, steal
+    (guest time is already inside user and nice); {} where the file cannot
+    be read or parsed. The bench and the test summary read steal from it too.
+    """
+    ticks: dict[str, list[int]] = {}
     try:
         with open(path) as stat:
             for line in stat:
                 name, *fields = line.split()
-                if name.startswith("cpu") and name != "cpu":
-                    v = [int(x) for x in fields[:8]]
-                    ticks[int(name[3:])] = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-    except (OSError, ValueError, IndexError):
+                if name.startswith("cpu"):
+                    values = [int(x) for x in fields[:8]]
+                    if len(values) < 8:
+                        return {}
+                    ticks[name] = values
+    except (OSError, ValueError):
         return {}
     return ticks

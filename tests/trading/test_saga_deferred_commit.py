@@ -79,6 +79,12 @@ def _counting_commits() -> Iterator[list[str]]:
         SagaJournal.commit = original  # type: ignore[method-assign]
 
 
+def _journaled(ctx: StepContext) -> list[tuple[str, str]]:
+    """(step, tag) of every record the saga of ``ctx`` has committed so far."""
+    records = SagaJournal(ctx.system.storage).records(ctx.saga_id)
+    return [(r["event"].get("step"), r["event"]["tag"]) for r in records]
+
+
 def _steps_of(sub: Subscription, saga_id: str) -> list[tuple[str, str]]:
     """(step, outcome) of every ``saga_step`` event of ``saga_id`` queued in ``sub`` so far."""
     out = []
@@ -226,8 +232,7 @@ def test_records_held_by_a_replay_safe_step_commit_before_an_effectful_step_runs
 
     def step(ctx: StepContext) -> dict[str, Any]:
         if ctx.step == "s2":
-            records = SagaJournal(ctx.system.storage).records(ctx.saga_id)
-            seen.append([(r["event"].get("step"), r["event"]["tag"]) for r in records])
+            seen.append(_journaled(ctx))
         return {}
 
     register_saga(
@@ -254,8 +259,7 @@ def test_records_held_by_an_effect_free_step_commit_before_a_replay_safe_step_ru
     seen: dict[str, list[tuple[str, str]]] = {}
 
     def step(ctx: StepContext) -> dict[str, Any]:
-        records = SagaJournal(ctx.system.storage).records(ctx.saga_id)
-        seen[ctx.step] = [(r["event"].get("step"), r["event"]["tag"]) for r in records]
+        seen[ctx.step] = _journaled(ctx)
         return {}
 
     register_saga(
@@ -283,26 +287,22 @@ def test_held_records_are_committed_before_an_effectful_step_and_a_compensation(
     seen: dict[str, Any] = {}
     sub = system.events.subscribe(["saga_step"])
 
-    def tags(ctx: StepContext) -> list[tuple[str, str]]:
-        records = SagaJournal(ctx.system.storage).records(ctx.saga_id)
-        return [(r["event"].get("step"), r["event"]["tag"]) for r in records]
-
     def free(ctx: StepContext) -> dict[str, Any]:
         if ctx.step == "e3":
             seen["events_during_e3"] = _steps_of(sub, ctx.saga_id)
         if ctx.step == "e4":
-            seen["journal_during_e4"] = tags(ctx)
+            seen["journal_during_e4"] = _journaled(ctx)
             seen["events_during_e4"] = _steps_of(sub, ctx.saga_id)
             raise Permanent("e4 refuses")
         return {}
 
     def effect(ctx: StepContext) -> dict[str, Any]:
-        seen["journal_during_s2"] = tags(ctx)
+        seen["journal_during_s2"] = _journaled(ctx)
         seen["events_during_s2"] = _steps_of(sub, ctx.saga_id)
         return {}
 
     def undo(ctx: StepContext) -> None:
-        seen["journal_during_undo"] = tags(ctx)
+        seen["journal_during_undo"] = _journaled(ctx)
 
     register_saga(
         SagaDefinition(
